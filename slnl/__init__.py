@@ -1,0 +1,7 @@
+"""slnl: reference reproduction of SLnL-rFA with the soft-margin focal loss (Hu, Cui, Yu; AAAI 2019).
+
+The package follows the paper section by section (see README's "paper → code" map and docs/design.md):
+``slnl.models`` (§3.1–3.3), ``slnl.losses`` (§3.4), ``slnl.data`` (§4.1 datasets and sampling),
+``slnl.engine`` (§4.1 protocol), ``slnl.experiments`` (Tables 1–6 as data), ``slnl.report``.
+"""
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from slnl.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,38 @@
+"""``slnl`` command line: ``prepare | train | eval | bench | sweep | reproduce``.
+
+Dispatch only: each sub-command's parser and logic live beside the code they drive, so that the CLI, the Python API
+and the notebooks share one implementation.
+"""
+from __future__ import annotations
+
+import sys
+
+COMMANDS = {
+    "prepare": ("slnl.data.prepare", "Prepare a dataset into a store: ntu60 | ntu120 | kinetics | msr3d | npz | synthetic"),
+    "train": ("slnl.engine.cli", "Train one configuration into a run directory"),
+    "eval": ("slnl.engine.cli", "Evaluate a run directory"),
+    "bench": ("slnl.bench", "Throughput, memory, FLOPs and MFU"),
+    "sweep": ("slnl.sweep", "Run a paper table's rows as papermill executions"),
+    "reproduce": ("slnl.sweep", "Run every table notebook and the report (make reproduce)"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: slnl <command> [options]\n\ncommands:")
+        for name, (_, help_) in COMMANDS.items():
+            print(f"  {name:<10} {help_}")
+        return 0 if argv else 2
+    cmd, rest = argv[0], argv[1:]
+    if cmd not in COMMANDS:
+        print(f"slnl: unknown command {cmd!r}; expected one of {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    import importlib
+
+    module = importlib.import_module(COMMANDS[cmd][0])
+    return int(module.main([cmd, *rest]) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
