@@ -1,0 +1,127 @@
+"""§3.2 Frequency attention (Eq. 1–5) and its Table 5 variants: none | aFA | sFA | dFA | rFA.
+
+The 2D DFT over (T', N') of every channel is computed with real matrix products instead of ``torch.fft``:
+Inductor cannot compile complex FFT ops, and for T', N' ≤ 128 two small matmuls are as fast as an FFT and run on
+tensor cores. With A_T[u, t] = e^{-j2πut/T} = Ct − j·St (Ct = cos, St = sin, both symmetric) and real X,
+
+    Y = A_T X A_N^T :  F_cos = Re Y = Ct X Cn − St X Sn,   F_sin = Im Y = −(Ct X Sn + St X Cn)        (Eq. 1)
+
+(the signs follow torch.fft's e^{−j…} convention, which is Eq. 1's; F_cos = Re fft2, F_sin = Im fft2).
+The inverse returns the real part of ifft2(F'_cos + j F'_sin):
+
+    X = (1/(T N)) [ (Ct F'_cos − St F'_sin) Cn − (St F'_cos + Ct F'_sin) Sn ]
+
+The attended spectrum is no longer Hermitian in general (the gates need not be symmetric in ±u, ±v), so its inverse
+transform is complex; only its real part is a signal in the spatio-temporal domain, and that is what Eq. 5 adds back.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+ATTENTIONS: tuple[str, ...] = ("none", "aFA", "sFA", "dFA", "rFA")
+
+
+def dft_matrices(n: int, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
+    """``(cos(2π u t / n), sin(2π u t / n))`` for u, t in [0, n), computed in float64 with exact integer phases."""
+    k = torch.arange(n, dtype=torch.float64)
+    phase = 2 * math.pi * (torch.outer(k, k) % n) / n  # reduce u·t mod n first: exact angles for large n
+    return torch.cos(phase).to(dtype), torch.sin(phase).to(dtype)
+
+
+def dft2(x: Tensor, ct: Tensor, st: Tensor, cn: Tensor, sn: Tensor) -> tuple[Tensor, Tensor]:
+    """Eq. 1 over the last two axes of real ``x: (..., T, N)``: returns ``(F_cos, F_sin) = (Re, Im) of fft2(x)``."""
+    T, N = x.shape[-2:]
+    a = torch.matmul(torch.cat([ct, st], 0), x)  # (..., 2T, N): [Ct X; St X]
+    b = torch.matmul(a, torch.cat([cn, sn], 1))  # (..., 2T, 2N): [[CtXCn, CtXSn], [StXCn, StXSn]]
+    f_cos = b[..., :T, :N] - b[..., T:, N:]
+    f_sin = -(b[..., :T, N:] + b[..., T:, :N])
+    return f_cos, f_sin
+
+
+def idft2_real(f_cos: Tensor, f_sin: Tensor, ct: Tensor, st: Tensor, cn: Tensor, sn: Tensor) -> Tensor:
+    """Real part of ``ifft2(f_cos + j f_sin)`` over the last two axes (see the module docstring)."""
+    T, N = f_cos.shape[-2:]
+    g = torch.cat([f_cos, f_sin], -2)  # (..., 2T, N)
+    left = torch.cat([torch.cat([ct, -st], 1), torch.cat([st, ct], 1)], 0)  # (2T, 2T)
+    q = torch.matmul(left, g)  # [Re; Im] of conj(A_T) F
+    out = torch.matmul(q[..., :T, :], cn) - torch.matmul(q[..., T:, :], sn)
+    return out / (T * N)
+
+
+class FrequencyAttention(nn.Module):
+    """Frequency attention on ``x: (B, C', T', N')`` (Eq. 1–5), variant ``attention`` ∈ ATTENTIONS.
+
+    * gates (Eq. 2): ``M_i = dup(σ(W_i1 · relu(W_i2 · Avg_c(F_i) + b_i2) + b_i1))`` — channel average, an FC
+      bottleneck over the flattened T'·N' spectrum (one weight per frequency) reducing by ``ratio`` (λ), an FC back,
+      a sigmoid, duplicated over channels. The printed Eq. 2 shows no non-linearity between the two FCs; we follow
+      SE-Net (Hu et al. 2018) and the bottleneck of He et al. 2016 that the paper cites, both of which put a ReLU there
+      (without it the two FCs collapse into one rank-(T'N'/λ) linear map). λ = 16 is SE-Net's default reduction.
+    * none: identity. aFA: one gate computed from the amplitude |F| = (F_cos² + F_sin²)^½ scales both components
+      (phase kept). sFA: one FC pair shared by cos and sin, applied to each component. dFA: two independent FC
+      pairs (Eq. 2 with i ∈ {cos, sin}). rFA: dFA plus the spatio-temporal residual of Eq. 5,
+      ``X'' = X' + ifft2(F'_sin, F'_cos)``; dFA/sFA/aFA return the inverse transform alone.
+
+    ``gates(f_cos, f_sin) -> (M_cos, M_sin)`` is a method so that tests (and analyses) can fix the gates.
+    """
+
+    def __init__(self, T: int, N: int, attention: str = "rFA", ratio: int = 16) -> None:
+        super().__init__()
+        if attention not in ATTENTIONS:
+            raise ValueError(f"unknown attention {attention!r}; expected one of {', '.join(ATTENTIONS)}")
+        if ratio < 1:
+            raise ValueError(f"fa_ratio (λ) must be >= 1, got {ratio}")
+        self.attention, self.T, self.N, self.ratio = attention, T, N, ratio
+        self.residual = attention == "rFA"
+        if attention == "none":
+            return
+        L = T * N
+        hidden = max(1, L // ratio)
+        if attention in ("aFA", "sFA"):
+            self.fc = _gate(L, hidden)
+        else:  # dFA, rFA: independent parameters for the cosine and the sine components
+            self.fc_cos = _gate(L, hidden)
+            self.fc_sin = _gate(L, hidden)
+        # DFT matrices are derived from (T, N): buffers that move with .to(device) but stay out of checkpoints.
+        ct, st = dft_matrices(T)
+        cn, sn = dft_matrices(N)
+        for name, value in (("ct", ct), ("st", st), ("cn", cn), ("sn", sn)):
+            self.register_buffer(name, value, persistent=False)
+
+    def gates(self, f_cos: Tensor, f_sin: Tensor) -> tuple[Tensor, Tensor]:
+        """Attention weights (Eq. 2), each ``(B, 1, T', N')`` (broadcast = "dup" over channels)."""
+        B = f_cos.shape[0]
+
+        def run(fc: nn.Module, f: Tensor) -> Tensor:
+            return fc(f.mean(1).reshape(B, -1)).reshape(B, 1, self.T, self.N)
+
+        if self.attention == "aFA":
+            # eps keeps the gradient of the square root finite at frequencies where the spectrum is exactly zero.
+            m = run(self.fc, torch.sqrt(f_cos.square() + f_sin.square() + 1e-12))
+            return m, m
+        if self.attention == "sFA":
+            return run(self.fc, f_cos), run(self.fc, f_sin)
+        return run(self.fc_cos, f_cos), run(self.fc_sin, f_sin)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.attention == "none":
+            return x
+        if x.shape[-2:] != (self.T, self.N):
+            raise ValueError(
+                f"FrequencyAttention({self.attention}) was built for (T', N') = ({self.T}, {self.N}) "
+                f"but got {tuple(x.shape[-2:])}; the per-frequency FC layers need the configured T and new_joints"
+            )
+        mats = (self.ct.to(x.dtype), self.st.to(x.dtype), self.cn.to(x.dtype), self.sn.to(x.dtype))
+        f_cos, f_sin = dft2(x, *mats)  # Eq. 1
+        m_cos, m_sin = self.gates(f_cos, f_sin)  # Eq. 2
+        y = idft2_real(f_cos * m_cos, f_sin * m_sin, *mats)  # Eq. 3-4, then ifft2
+        return x + y if self.residual else y  # Eq. 5 for rFA
+
+    def extra_repr(self) -> str:
+        return f"attention={self.attention}, T'={self.T}, N'={self.N}, ratio={self.ratio}"
+
+
+def _gate(L: int, hidden: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(L, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, L), nn.Sigmoid())
