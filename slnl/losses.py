@@ -67,7 +67,7 @@ class SoftMarginFocalLoss(nn.Module):
     """``mean_i [ L_SM(p_t; m) + (1 - p_t)^gamma * (-log p_t) ]`` from logits, in log space (Eq. 19-20).
 
     With ``gamma = 0`` and ``m = 0`` this is exactly cross entropy; ``make_loss`` names the four corners.
-    The loss is computed in float32 whatever the autocast dtype of ``logits`` (losses are reductions; bf16 would lose
+    The loss is computed in (at least) float32 whatever the autocast dtype of ``logits`` (losses are reductions; bf16 would lose
     the small per-sample differences that FL and SM are about).
     """
 
@@ -90,12 +90,13 @@ class SoftMarginFocalLoss(nn.Module):
                 f"got shape {tuple(target.shape)}"
             )
         with torch.autocast(device_type=logits.device.type, enabled=False):
-            log_pt = F.log_softmax(logits.float(), dim=1).gather(1, target.long().unsqueeze(1)).squeeze(1)
+            dtype = torch.promote_types(logits.dtype, torch.float32)  # float32, or float64 for gradcheck
+            log_pt = F.log_softmax(logits.to(dtype), dim=1).gather(1, target.long().unsqueeze(1)).squeeze(1)
             loss = -log_pt  # L_CE
             if self.gamma != 0.0:
                 # (1 - p_t)^gamma with 1 - p_t = -expm1(log p_t). The clamp only matters when p_t rounds to exactly 1:
                 # there (1 - p_t)^gamma is ~0 either way, and the clamp keeps pow's gradient finite for gamma < 1.
-                one_minus_pt = (-torch.expm1(log_pt)).clamp_min(torch.finfo(torch.float32).tiny)
+                one_minus_pt = (-torch.expm1(log_pt)).clamp_min(torch.finfo(dtype).tiny)
                 loss = one_minus_pt.pow(self.gamma) * loss
             if self.m != 0.0:
                 # Eq. 13 as m + log1p(-(1 - e^-m) p_t): finite for every p_t in [0, 1] and every finite m.
