@@ -85,8 +85,9 @@ class FrequencyAttention(nn.Module):
             self.fc_cos = _gate(L, hidden)
             self.fc_sin = _gate(L, hidden)
         # DFT matrices are derived from (T, N): buffers that move with .to(device) but stay out of checkpoints.
-        ct, st = dft_matrices(T)
-        cn, sn = dft_matrices(N)
+        # Kept in float64 and cast to the input's dtype in forward, so a float64 module is exact to float64.
+        ct, st = dft_matrices(T, torch.float64)
+        cn, sn = dft_matrices(N, torch.float64)
         for name, value in (("ct", ct), ("st", st), ("cn", cn), ("sn", sn)):
             self.register_buffer(name, value, persistent=False)
 
