@@ -1,0 +1,146 @@
+"""§3.3 non-local module: Eq. 6-11 written out, fused (SDPA) = reference, zero initial output, real fused dispatch."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from slnl.models.nonlocal_ import NONLOCAL_DIMS, NonLocal
+
+B, P, Q, T, N = 2, 6, 8, 12, 7
+
+
+def _pair(dims, seed=0):
+    """Fused and reference modules with identical, non-zero weights (W_w non-zero so the output is non-trivial)."""
+    torch.manual_seed(seed)
+    fused = NonLocal(P, Q, dims, "fused")
+    with torch.no_grad():
+        fused.W_w.weight.normal_(0, 0.5)
+        fused.W_w.bias.normal_(0, 0.5)
+        fused.qkv.weight.mul_(0.5)  # keep the unscaled (no 1/sqrt(L)) logits in a range where softmax is not one-hot
+    ref = NonLocal(P, Q, dims, "reference")
+    ref.load_state_dict(fused.state_dict())
+    return fused, ref
+
+
+def _x(seed=1, dtype=torch.float32):
+    return torch.randn(B, P, T, N, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+def _rel(a, b):
+    return float((a - b).detach().norm() / b.detach().norm())
+
+
+@pytest.mark.parametrize("dims", NONLOCAL_DIMS)
+def test_fused_equals_reference_outputs_and_gradients(dims):
+    fused, ref = _pair(dims)
+    x1 = _x().requires_grad_(True)
+    x2 = x1.detach().clone().requires_grad_(True)
+    y1, y2 = fused(x1), ref(x2)
+    assert _rel(y1, y2) < 1e-5
+    w = torch.randn_like(y1)
+    (y1 * w).sum().backward()
+    (y2 * w).sum().backward()
+    assert _rel(x1.grad, x2.grad) < 1e-5
+    for (name, p1), (_, p2) in zip(fused.named_parameters(), ref.named_parameters()):
+        assert _rel(p1.grad, p2.grad) < 1e-5, name
+
+
+def _weights(m):
+    wq, wk, wg = m.qkv.weight[:, :, 0, 0].double().chunk(3, 0)  # W_ϕ, W_ψ, W_g (each Q×P)
+    return wq, wk, wg, m.W_w.weight[:, :, 0, 0].double(), m.W_w.bias.double()
+
+
+def _eq6_11(X, wq, wk, wg, ww, bw):
+    """Eq. 6-11 for one set Ω: X is (|Ω|, P) with x_i as rows; returns (|Ω|, Q)."""
+    theta, psi, g = X @ wq.T, X @ wk.T, X @ wg.T  # Eq. 9, 10, 7
+    phi = torch.exp(theta @ psi.T)  # Eq. 8, embedded Gaussian, no 1/sqrt(L)
+    Y = (phi / phi.sum(1, keepdim=True)) @ g  # Eq. 6 with Z_i = sum_j phi(x_i, x_j)
+    return Y @ ww.T + bw  # Eq. 11
+
+
+@pytest.mark.parametrize("dims", NONLOCAL_DIMS)
+def test_reference_is_eq_6_to_11_over_the_right_set(dims):
+    """Ω = frames of one joint ("t"), joints of one frame ("s"), all positions of a clip ("st")."""
+    _, ref = _pair(dims, seed=3)
+    x = _x(4, torch.float64)
+    ref = ref.double()
+    y = ref(x)
+    w = _weights(ref)
+    expected = torch.zeros(B, Q, T, N, dtype=torch.float64)
+    for b in range(B):
+        if dims == "t":
+            for n in range(N):
+                expected[b, :, :, n] = _eq6_11(x[b, :, :, n].T, *w).T
+        elif dims == "s":
+            for t in range(T):
+                expected[b, :, t, :] = _eq6_11(x[b, :, t, :].T, *w).T
+        else:
+            flat = x[b].reshape(P, T * N).T  # position index t*N + n
+            expected[b] = _eq6_11(flat, *w).T.reshape(Q, T, N)
+    torch.testing.assert_close(y, expected, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("dims", NONLOCAL_DIMS)
+def test_affinity_is_row_stochastic_with_one_row_per_position(dims):
+    _, ref = _pair(dims)
+    a = ref.affinity(_x())
+    L, count = {"t": (T, B * N), "s": (N, B * T), "st": (T * N, B)}[dims]
+    assert a.shape == (count, L, L)
+    assert bool((a >= 0).all())
+    torch.testing.assert_close(a.sum(-1), torch.ones(count, L))
+
+
+@pytest.mark.parametrize("impl", ["fused", "reference"])
+@pytest.mark.parametrize("dims", NONLOCAL_DIMS)
+def test_fresh_module_outputs_exactly_zero(dims, impl):
+    """W_w = 0 (weight and bias): a new module is a drop-in that changes nothing (§3.3)."""
+    m = NonLocal(P, Q, dims, impl)
+    assert torch.equal(m(_x() * 100), torch.zeros(B, Q, T, N))
+    assert m.qkv.bias is None and m.qkv.out_channels == 3 * Q  # L = Q, fused projection P -> 3Q
+
+
+def test_fused_call_has_fused_kernel_layout(monkeypatch):
+    """SDPA receives 4-D (batch, 1, seq, Q) tensors with equal head size, contiguous last axis and scale 1."""
+    calls = []
+    real = F.scaled_dot_product_attention
+
+    def spy(q, k, v, *args, **kwargs):
+        calls.append((q, k, v, kwargs))
+        return real(q, k, v, *args, **kwargs)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+    for dims, L in (("t", T), ("s", N), ("st", T * N)):
+        fused, _ = _pair(dims)
+        fused(_x())
+        q, k, v, kwargs = calls[-1]
+        assert q.dim() == k.dim() == v.dim() == 4
+        assert q.shape[1] == 1 and q.shape[2] == L
+        assert q.shape[-1] == k.shape[-1] == v.shape[-1] == Q
+        assert q.stride(-1) == k.stride(-1) == v.stride(-1) == 1
+        assert q.is_contiguous() and k.is_contiguous() and v.is_contiguous()
+        assert kwargs.get("scale") == 1.0 and "attn_mask" not in kwargs
+
+
+def test_fused_dispatches_to_flash_kernel_and_never_builds_the_affinity():
+    """On CPU the fused path runs aten::_scaled_dot_product_flash_attention_for_cpu (forward and backward) and no
+    softmax; the reference path materialises the (T·N)² affinity through an explicit softmax."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fused, ref = _pair("st")
+    x = _x().requires_grad_(True)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fused(x).sum().backward()
+    names = {e.key for e in prof.key_averages()}
+    assert "aten::_scaled_dot_product_flash_attention_for_cpu" in names
+    assert "aten::_scaled_dot_product_flash_attention_for_cpu_backward" in names
+    assert not any("softmax" in n for n in names), sorted(names)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        ref(x).sum().backward()
+    names = {e.key for e in prof.key_averages()}
+    assert any("softmax" in n for n in names) and not any("flash" in n for n in names)
+
+
+def test_bad_arguments_are_clear_errors():
+    with pytest.raises(ValueError, match="t, s, st"):
+        NonLocal(P, Q, "time")
+    with pytest.raises(ValueError, match="fused, reference"):
+        NonLocal(P, Q, "t", "naive")
