@@ -79,6 +79,10 @@ class CoordinateTransformer(nn.Module):
 class SkeletonTransformer(nn.Module):
     """Augments and reorders joints: ``S' = (W_s S^T)^T`` with W_s ∈ R^{N'×N}, a linear map over the joint axis.
 
+    With S ∈ R^{N×d} as printed the product W_s S^T does not type-check; the only consistent reading (and TS-CNN's)
+    is S' = W_s S ∈ R^{N'×d} for every frame, i.e. S'^T = S^T W_s^T, which is what ``forward`` computes on the joint
+    axis of ``(B, C, T, N)``.
+
     Initialisation: the first min(N, N') new joints are the original joints (W_s starts with an identity block), the
     remaining rows are random mixtures (``nn.Linear``'s U(-1/√N, 1/√N)), so the network starts from the raw skeleton
     plus extra joints rather than from N' arbitrary blends. TS-CNN (Li et al. 2017) learns the same matrix.
