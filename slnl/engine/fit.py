@@ -50,6 +50,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -701,7 +702,11 @@ class _Trainer:
                      **{h: (float(sums[1 + k]) / n if h in self.heads_seen else None) for k, h in enumerate(HEADS)}},
             "top1": float(sums[4]) / n, "samples": int(sums[5]), "steps": self.steps_per_epoch,
         }
-        self.sched.step()
+        with warnings.catch_warnings():
+            # A run resumed from a checkpoint written after the epoch's last step calls sched.step() with no
+            # optimizer.step() in this process; torch warns about an order that is correct here.
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
+            self.sched.step()
         val, eval_time = None, 0.0
         last = self.epoch + 1 == cfg.epochs
         if (self.epoch + 1) % cfg.eval_every == 0 or last:

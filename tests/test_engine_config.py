@@ -1,0 +1,116 @@
+"""TrainConfig: §4.1 protocol defaults, validation, YAML round trip, CLI precedence; metrics arithmetic."""
+import numpy as np
+import pytest
+import torch
+
+from slnl.engine.cli import config_from_args
+from slnl.engine.config import PROTOCOL, TrainConfig, config_diff, save_config
+from slnl.engine.metrics import EvalAccumulator, topk_hits
+
+
+def test_presets_carry_the_papers_protocol():
+    # §4.1: Adam wd 5e-4, lr 1e-3 decayed ×0.98 (NTU) / ×0.95 (Kinetics) per epoch, 300/100 epochs, batch 32/128.
+    ntu = TrainConfig(preset="ntu").resolve()
+    assert (ntu.epochs, ntu.batch_size, ntu.lr, ntu.lr_decay, ntu.weight_decay) == (300, 32, 1e-3, 0.98, 5e-4)
+    kin = TrainConfig(preset="kinetics").resolve()
+    assert (kin.epochs, kin.batch_size, kin.lr, kin.lr_decay, kin.weight_decay) == (100, 128, 1e-3, 0.95, 5e-4)
+    assert (ntu.loss, ntu.gamma, ntu.m) == ("SMFL", 2.0, 0.4)
+    cpu = TrainConfig(preset="cpu").resolve()
+    assert (cpu.lr, cpu.weight_decay, cpu.loss) == (1e-3, 5e-4, "SMFL")
+    assert cpu.epochs < ntu.epochs and cpu.batch_size < ntu.batch_size
+
+
+def test_explicit_values_override_the_protocol():
+    c = TrainConfig(preset="ntu", epochs=3, lr=0.01, batch_size=8).resolve()
+    assert (c.epochs, c.lr, c.batch_size, c.lr_decay) == (3, 0.01, 8, PROTOCOL["ntu"]["lr_decay"])
+    assert c.eval_batch_size == 8
+
+
+@pytest.mark.parametrize("field,value,needle", [
+    ("preset", "imagenet", "preset"), ("loss", "MSE", "loss"), ("precision", "fp8", "precision"),
+    ("batch_size", 0, "batch_size"), ("lr_decay", 1.5, "lr_decay"), ("device", "tpu", "device"),
+    ("accum_steps", 0, "accum_steps"), ("checkpoint_every_steps", -1, "checkpoint_every_steps"),
+])
+def test_bad_values_are_rejected_by_name(field, value, needle):
+    with pytest.raises(ValueError, match=needle):
+        TrainConfig(**{field: value}).resolve()
+
+
+def test_unknown_fields_are_rejected_by_name(tmp_path):
+    with pytest.raises(ValueError, match="epoch_count"):
+        TrainConfig.from_dict({"epoch_count": 3})
+    p = tmp_path / "c.yaml"
+    p.write_text("preset: cpu\nlearning_rate: 0.1\n")
+    with pytest.raises(ValueError, match=r"c\.yaml.*learning_rate"):
+        TrainConfig.load(p)
+    p.write_text("- just\n- a list\n")
+    with pytest.raises(ValueError, match="mapping"):
+        TrainConfig.load(p)
+
+
+def test_yaml_round_trip(tmp_path):
+    c = TrainConfig(preset="cpu", model={"channels": (8, 8, 16), "m1": 1}, seed=3, lr=0.5).resolve()
+    save_config(c, tmp_path / "config.yaml", model_config={"channels": (8, 8, 16)})
+    back = TrainConfig.load(tmp_path / "config.yaml")
+    assert back.to_dict() == c.to_dict()
+    assert config_diff(back, c) == {}
+    assert set(config_diff(back, c.replace(lr=0.25, seed=4))) == {"lr", "seed"}
+
+
+def test_default_run_dir_is_a_function_of_what_is_trained():
+    a = TrainConfig(preset="cpu", seed=1).resolve()
+    assert a.default_out() == TrainConfig(preset="cpu", seed=1, progress=True).resolve().default_out()
+    assert a.default_out() != TrainConfig(preset="cpu", seed=2).resolve().default_out()
+    assert a.default_out() != TrainConfig(preset="cpu", seed=1, model={"m1": 0}).resolve().default_out()
+
+
+def test_cli_flags_override_config_file(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("preset: cpu\nepochs: 7\nlr: 0.01\nmodel: {m1: 2, K: 3}\n")
+    c = config_from_args(["--config", str(f), "--epochs", "2", "--m1", "0", "--model", "channels=8,8,16",
+                          "--model", "dropout=0", "--batch-size", "4", "--attention", "none", "--resume"])
+    assert (c.preset, c.epochs, c.lr, c.batch_size, c.resume) == ("cpu", 2, 0.01, 4, True)
+    assert c.model == {"m1": 0, "K": 3, "channels": [8, 8, 16], "dropout": 0, "attention": "none"}
+    # Flags not given keep the dataclass defaults (argparse must not inject its own defaults).
+    d = config_from_args(["--preset", "kinetics"])
+    assert d == TrainConfig(preset="kinetics")
+
+
+def test_cli_resume_starts_from_the_saved_config(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    save_config(TrainConfig(preset="cpu", epochs=4, lr=0.02, model={"K": 2}).resolve(), run / "config.yaml")
+    c = config_from_args(["--out", str(run), "--resume", "--epochs", "6"])
+    assert (c.preset, c.lr, c.epochs, c.model, c.resume) == ("cpu", 0.02, 6, {"K": 2}, True)
+
+
+# ----------------------------------------------------------------------------------------------------- metrics
+def test_topk_hits_matches_a_direct_count():
+    g = torch.Generator().manual_seed(0)
+    logits, y = torch.randn(200, 9, generator=g), torch.randint(0, 9, (200,), generator=g)
+    rank = (logits > logits.gather(1, y[:, None])).sum(1)  # classes scoring above the true one
+    hits = topk_hits(logits, y, (1, 5, 20))
+    assert hits[1] == int((rank < 1).sum()) and hits[5] == int((rank < 5).sum())
+    assert hits[20] == 200  # k beyond #classes: every sample
+
+
+def test_eval_accumulator_counts_add_up_across_shards():
+    g = torch.Generator().manual_seed(1)
+    logits, y = torch.randn(50, 6, generator=g), torch.randint(0, 5, (50,), generator=g)  # class 5 has no sample
+    whole = EvalAccumulator(6)
+    whole.update(logits, y, {"total": 1.0, "c": 0.5})
+    a, b = EvalAccumulator(6), EvalAccumulator(6)
+    a.update(logits[:17], y[:17], {"total": 1.0, "c": 0.5})
+    b.update(logits[17:], y[17:], {"total": 1.0, "c": 0.5})
+    merged = EvalAccumulator(6)
+    merged.load_tensor(a.tensor() + b.tensor())  # what all_reduce(SUM) does across processes
+    s, m = whole.summary(), merged.summary()
+    assert s == m
+    pred = logits.argmax(1)
+    assert s["top1"] == pytest.approx(float((pred == y).float().mean()))
+    assert np.array(s["confusion"]).sum() == 50 and np.trace(np.array(s["confusion"])) == int((pred == y).sum())
+    assert s["per_class_accuracy"][5] is None
+    for k in range(5):
+        mask = y == k
+        assert s["per_class_accuracy"][k] == pytest.approx(float((pred[mask] == k).float().mean()))
+    assert s["loss"]["total"] == pytest.approx(1.0) and s["loss"]["c"] == pytest.approx(0.5)

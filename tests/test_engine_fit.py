@@ -1,0 +1,293 @@
+"""fit(): the §4.1 update, run directory contents, evaluation, resumption (in process, after SIGKILL, after SIGTERM),
+non-finite losses, protection of finished work. A tiny store written in the documented format keeps it fast."""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from slnl.engine import NonFiniteLossError, TrainConfig, evaluate, fit, resume
+from slnl.engine import checkpoint as ckpt
+
+REPO = Path(__file__).resolve().parent.parent
+TINY_MODEL = dict(channels=(8, 8, 16, 16, 16, 16), T=16, new_joints=4, K=2)
+
+
+def make_tiny_store(root: Path, N: int = 48, C: int = 3, T: int = 40, V: int = 5, M: int = 2, K: int = 4) -> Path:
+    """A store per docs/design.md (x.npy, labels.npy, num_frames.npy, splits.npz, meta.json): K classes of sinusoids
+    with class-dependent frequency plus noise; clips of 10…T valid frames (zero beyond); every third row is test."""
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    labels = np.arange(N) % K
+    nf = rng.integers(10, T + 1, N)
+    t = np.linspace(0, 1, T)[None, None, :, None, None]
+    x = np.sin(2 * np.pi * (labels + 1)[:, None, None, None, None] * t) + 0.3 * rng.standard_normal((N, C, T, V, M))
+    x = x.astype(np.float32)
+    for i, n in enumerate(nf):
+        x[i, :, n:] = 0.0
+    np.save(root / "x.npy", x)
+    np.save(root / "labels.npy", labels.astype(np.int64))
+    np.save(root / "num_frames.npy", nf.astype(np.int64))
+    test = np.arange(N) % 3 == 0
+    np.savez(root / "splits.npz", xsub_train=~test, xsub_test=test)
+    (root / "meta.json").write_text(json.dumps({
+        "dataset": "tiny-test", "class_names": [f"class{k}" for k in range(K)], "names": [f"s{i:03d}" for i in range(N)],
+        "splits": ["xsub"], "complete": True}))
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_store(tmp_path_factory):
+    return make_tiny_store(tmp_path_factory.mktemp("tiny_store"))
+
+
+def tiny_config(store, out, **kw) -> dict:
+    model = dict(TINY_MODEL, **kw.pop("model", {}))
+    base = dict(preset="cpu", model=model, data=str(store), out=str(out), epochs=2, batch_size=8,
+                deterministic=True, progress=False)
+    base.update(kw)
+    return base
+
+
+def params(path) -> dict:
+    return ckpt.load(path)["model"]
+
+
+def assert_state_equal(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{k} differs"
+
+
+def strip_times(history):
+    drop = {"epoch_time_s", "train_time_s", "eval_time_s", "samples_per_s"}
+    return [{k: v for k, v in h.items() if k not in drop} for h in history]
+
+
+def run_cli(args, env_extra=None, timeout=120):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    env.pop("SLNL_FAULT", None)
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, "-m", "slnl", "train", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def cli_args(store, out, **kw):
+    args = ["--preset", "cpu", "--data", str(store), "--out", str(out), "--epochs", str(kw.pop("epochs", 2)),
+            "--batch-size", "8", "--deterministic", "--no-progress", "--model", "channels=8,8,16,16,16,16",
+            "--model", "T=16", "--model", "new_joints=4", "--model", "K=2"]
+    for k, v in kw.items():
+        args += [f"--{k.replace('_', '-')}", str(v)]
+    return args
+
+
+# ------------------------------------------------------------------------------------------------------------------
+def test_one_step_is_adam_on_the_multitask_smfl_loss(tiny_store, tmp_path):
+    """The engine's first optimiser step equals Adam(lr, wd) on L = L_p + L_v + L_c (Eq. 21) of the first global
+    batch of epoch_order(seed, epoch 0), from the weights build() gives under manual_seed(seed)."""
+    from slnl import data as sdata
+    from slnl.losses import MultiTaskLoss, make_loss
+    from slnl.models import build
+
+    seed = 5
+    fit(tiny_config(tiny_store, tmp_path / "run", epochs=1, max_steps_per_epoch=1, seed=seed, lr=3e-3,
+                    model=dict(dropout=0.0)))
+    got = params(tmp_path / "run" / "last.pt")
+
+    random.seed(seed), np.random.seed(seed), torch.manual_seed(seed)
+    model = build("cpu", **TINY_MODEL, dropout=0.0, num_classes=4, num_joints=5, in_channels=3, num_persons=2)
+    ds = sdata.load(tiny_store, "xsub", "train", T=16, seed=seed)
+    ds.set_epoch(0)
+    order = sdata.epoch_order(len(ds), seed, 0)[:8]
+    x = torch.stack([ds[int(i)][0] for i in order])
+    y = torch.tensor([ds[int(i)][1] for i in order])
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3, weight_decay=5e-4)
+    total, parts = MultiTaskLoss(make_loss("SMFL", gamma=2.0, m=0.4))(model(x), y)
+    assert torch.allclose(total, parts["p"] + parts["v"] + parts["c"])
+    total.backward()
+    opt.step()
+    assert_state_equal(got, model.state_dict())
+
+
+def test_run_directory_and_result(tiny_store, tmp_path):
+    run = tmp_path / "run"
+    res = fit(tiny_config(tiny_store, run, epochs=3, lr=2e-3, lr_decay=0.5))
+    for f in ("config.yaml", "metrics.jsonl", "metrics.csv", "result.json", "last.pt", "best.pt"):
+        assert (run / f).is_file(), f
+    r = json.loads((run / "result.json").read_text())
+    assert r == res.result and res.run_dir == run
+    conf = np.array(r["confusion"])
+    assert conf.shape == (4, 4) and conf.sum() == r["n_test"] == 16
+    assert r["top1"] == pytest.approx(np.trace(conf) / conf.sum()) and 0 <= r["top1"] <= r["top5"] <= 1
+    assert r["per_class_accuracy"] == pytest.approx(list(np.diag(conf) / conf.sum(1)))
+    assert r["last_epoch"] == 3 and r["n_train"] == 32 and r["dataset"] == "tiny-test"
+    for key in ("software", "git_commit", "device", "timings", "config", "model_config", "metrics", "best"):
+        assert key in r
+    assert r["software"]["torch"] == torch.__version__ and r["device"]["type"] == "cpu"
+    # Exponential decay per epoch, as in §4.1.
+    assert [h["lr"] for h in r["metrics"]] == pytest.approx([2e-3, 1e-3, 5e-4])
+    # metrics.jsonl == history; metrics.csv has one row per epoch with the same numbers.
+    lines = [json.loads(s) for s in (run / "metrics.jsonl").read_text().splitlines()]
+    assert lines == r["metrics"] == res.history
+    import csv
+
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert [float(x["val_top1"]) for x in rows] == [h["val"]["top1"] for h in lines]
+    assert [float(x["train_loss_c"]) for x in rows] == [h["train"]["loss"]["c"] for h in lines]
+    # Train loss is the sum of the three heads (Eq. 21), averaged per sample.
+    for h in lines:
+        tl = h["train"]["loss"]
+        assert tl["total"] == pytest.approx(tl["p"] + tl["v"] + tl["c"])
+    # best = argmax of test top-1 over epochs; result top1 = the final epoch's.
+    best = max(lines, key=lambda h: h["val"]["top1"])
+    assert r["best"]["top1"] == best["val"]["top1"] and r["top1"] == lines[-1]["val"]["top1"]
+    # The saved configuration is the resolved one and trains the same run.
+    saved = TrainConfig.load(run / "config.yaml")
+    assert saved.lr == 2e-3 and saved.precision == "fp32" and saved.model["num_classes"] == 4
+
+
+def test_evaluate_recomputes_the_final_numbers_independently(tiny_store, tmp_path):
+    from slnl import data as sdata
+    from slnl.models import build
+
+    run = tmp_path / "run"
+    res = fit(tiny_config(tiny_store, run, epochs=1))
+    ev = evaluate(run)
+    assert ev["top1"] == res.top1 and ev["top5"] == res.top5 and ev["confusion"] == res.result["confusion"]
+    # By hand: central crops of the test subset through the saved weights, prediction from p_c.
+    model = build("cpu", **TINY_MODEL, num_classes=4, num_joints=5, in_channels=3, num_persons=2)
+    model.load_state_dict(params(run / "last.pt"))
+    model.eval()
+    ds = sdata.load(tiny_store, "xsub", "test", T=16, train=False)
+    x = torch.stack([ds[i][0] for i in range(len(ds))])
+    y = torch.tensor([ds[i][1] for i in range(len(ds))])
+    with torch.no_grad():
+        c = model(x).c
+    assert ev["top1"] == pytest.approx(float((c.argmax(1) == y).float().mean()))
+    top5 = c.topk(min(5, c.shape[1]), 1).indices.eq(y[:, None]).any(1).float().mean()
+    assert ev["top5"] == pytest.approx(float(top5))
+
+
+def test_finished_runs_are_protected_and_returned(tiny_store, tmp_path):
+    run = tmp_path / "run"
+    cfg = tiny_config(tiny_store, run, epochs=1)
+    first = fit(cfg)
+    mtime = (run / "last.pt").stat().st_mtime_ns
+    with pytest.raises(FileExistsError, match="finished run"):
+        fit(cfg)
+    again = fit(dict(cfg, resume=True))  # returns the stored result, trains nothing
+    assert again.result == first.result and (run / "last.pt").stat().st_mtime_ns == mtime
+    with pytest.raises(ValueError, match="lr: saved 0.001, now 0.5"):
+        fit(dict(cfg, resume=True, lr=0.5))
+    third = fit(dict(cfg, overwrite=True, seed=1))
+    assert third.result["config"]["seed"] == 1 and (run / "last.pt").stat().st_mtime_ns != mtime
+
+
+def test_resume_to_more_epochs_equals_one_longer_run(tiny_store, tmp_path):
+    full = fit(tiny_config(tiny_store, tmp_path / "full", epochs=3, checkpoint_every_steps=3))
+    fit(tiny_config(tiny_store, tmp_path / "part", epochs=2, checkpoint_every_steps=3))
+    part = resume(tmp_path / "part", epochs=3)
+    assert_state_equal(params(tmp_path / "full" / "last.pt"), params(tmp_path / "part" / "last.pt"))
+    assert strip_times(part.history) == strip_times(full.history)
+    assert part.top1 == full.top1 and part.result["confusion"] == full.result["confusion"]
+
+
+def test_data_loader_workers_give_the_same_run(tiny_store, tmp_path):
+    fit(tiny_config(tiny_store, tmp_path / "w0", epochs=1, max_steps_per_epoch=2))
+    fit(tiny_config(tiny_store, tmp_path / "w1", epochs=1, max_steps_per_epoch=2, num_workers=1))
+    assert_state_equal(params(tmp_path / "w0" / "last.pt"), params(tmp_path / "w1" / "last.pt"))
+
+
+def test_sigkill_mid_epoch_then_resume_is_bit_identical(tiny_store, tmp_path):
+    """SIGKILL after optimiser step 3 (checkpoint every 2 steps: the last one is at epoch 1, step 2 of 4); the resumed
+    run redoes step 3 and must end with exactly the weights and metrics of an uninterrupted run."""
+    fit(tiny_config(tiny_store, tmp_path / "ref"))  # uninterrupted, in process (same arithmetic as the CLI)
+    killed = run_cli(cli_args(tiny_store, tmp_path / "run", checkpoint_every_steps=2), {"SLNL_FAULT": "kill@3"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    state = ckpt.load(tmp_path / "run" / "last.pt")
+    assert (state["epoch"], state["step"], state["global_step"]) == (0, 2, 2)
+    assert not (tmp_path / "run" / "result.json").exists()
+    done = run_cli(["--out", str(tmp_path / "run"), "--resume"])  # everything else from the saved config.yaml
+    assert done.returncode == 0, done.stderr
+    assert_state_equal(params(tmp_path / "ref" / "last.pt"), params(tmp_path / "run" / "last.pt"))
+    r_ref = json.loads((tmp_path / "ref" / "result.json").read_text())
+    r_run = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert strip_times(r_ref["metrics"]) == strip_times(r_run["metrics"])
+    assert (r_ref["top1"], r_ref["top5"], r_ref["confusion"]) == (r_run["top1"], r_run["top5"], r_run["confusion"])
+
+
+def test_sigterm_writes_a_checkpoint_and_resumes_exactly(tiny_store, tmp_path):
+    fit(tiny_config(tiny_store, tmp_path / "ref"))
+    # SIGTERM lands after step 3; the step in flight (4, the epoch's last) finishes, is checkpointed, the run exits.
+    stopped = run_cli(cli_args(tiny_store, tmp_path / "run"), {"SLNL_FAULT": "term@3"})
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr
+    assert "SIGTERM" in stopped.stderr and "checkpoint" in stopped.stderr
+    state = ckpt.load(tmp_path / "run" / "last.pt")
+    assert (state["epoch"], state["step"], state["global_step"]) == (0, 4, 4)
+    assert state["history"] == [] and not (tmp_path / "run" / "result.json").exists()
+    with pytest.raises(FileExistsError, match="unfinished run"):
+        fit(tiny_config(tiny_store, tmp_path / "run"))
+    res = fit(tiny_config(tiny_store, tmp_path / "run", resume=True))
+    assert_state_equal(params(tmp_path / "ref" / "last.pt"), params(tmp_path / "run" / "last.pt"))
+    assert len(res.history) == 2
+
+
+def test_sigint_handler_is_restored_after_fit(tiny_store, tmp_path):
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    fit(tiny_config(tiny_store, tmp_path / "run", epochs=1, max_steps_per_epoch=1))
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+def test_nonfinite_loss_stops_with_epoch_and_step_and_keeps_the_last_good_checkpoint(tiny_store, tmp_path,
+                                                                                    monkeypatch):
+    monkeypatch.setenv("SLNL_FAULT", "nan@7")  # epoch 2, step 3
+    run = tmp_path / "run"
+    with pytest.raises(NonFiniteLossError, match=r"epoch 2, step 3"):
+        fit(tiny_config(tiny_store, run, checkpoint_every_steps=1))
+    state = ckpt.load(run / "last.pt")
+    assert (state["epoch"], state["step"], state["global_step"]) == (1, 2, 6)
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    assert not (run / "result.json").exists()
+    # The kept checkpoint is good: resuming (without the fault) finishes the run.
+    monkeypatch.delenv("SLNL_FAULT")
+    assert len(fit(tiny_config(tiny_store, run, checkpoint_every_steps=1, resume=True)).history) == 2
+
+
+def test_huge_learning_rate_is_caught(tiny_store, tmp_path):
+    with pytest.raises(NonFiniteLossError, match=r"non-finite training loss .* at epoch \d+, step \d+"):
+        fit(tiny_config(tiny_store, tmp_path / "run", lr=1e30, epochs=3))
+
+
+def test_bf16_autocast_trains_on_cpu(tiny_store, tmp_path):
+    res = fit(tiny_config(tiny_store, tmp_path / "run", epochs=1, max_steps_per_epoch=2, precision="bf16"))
+    assert res.result["device"]["precision"] == "bf16"
+    assert np.isfinite(res.history[0]["train"]["loss"]["total"])
+
+
+def test_store_mismatch_and_bad_batch_are_clear_errors(tiny_store, tmp_path):
+    with pytest.raises(ValueError, match="num_classes=60 does not match"):
+        fit(tiny_config(tiny_store, tmp_path / "a", model=dict(num_classes=60)))
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        fit(tiny_config(tiny_store, tmp_path / "b", batch_size=64))
+    with pytest.raises(ValueError, match="divisible"):
+        fit(tiny_config(tiny_store, tmp_path / "c", accum_steps=3))
+
+
+def test_gpu_fetcher_equals_cpu_fetcher(tiny_store):
+    """The GPU-resident path (exercised here on the CPU device) gives the same batches as the dataset."""
+    from slnl import data as sdata
+    from slnl.engine.fit import _CPUFetcher, _GPUFetcher
+
+    for subset in ("train", "test"):
+        ds = sdata.load(tiny_store, "xsub", subset, T=16, seed=3)
+        ds.set_epoch(2)
+        pos = np.array([5, 0, 3, 3, len(ds) - 1])
+        xc, yc = _CPUFetcher(ds, pin=False)(pos)
+        xg, yg = _GPUFetcher(ds, torch.device("cpu"), torch.float32)(pos)
+        assert torch.equal(xc, xg) and torch.equal(yc, yg)
