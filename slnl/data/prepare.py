@@ -54,6 +54,7 @@ class Item:
     label: int
     member: dict[str, bool]
     listed_missing: bool = False
+    kwargs: dict[str, Any] | None = None  # per-file loader arguments (e.g. the label the clip must declare)
 
 
 @dataclass
@@ -104,7 +105,7 @@ def _chunk_key(plan: Plan, chunk: Sequence[Item]) -> str:
     for it in chunk:
         st = os.stat(it.path) if os.path.exists(it.path) else None
         h.update(f"{it.name}|{it.path}|{it.label}|{st.st_size if st else -1}|{st.st_mtime_ns if st else -1}|"
-                 f"{int(it.listed_missing)}\n".encode())
+                 f"{int(it.listed_missing)}|{json.dumps(it.kwargs, sort_keys=True)}\n".encode())
     return h.hexdigest()[:16]
 
 
@@ -116,7 +117,7 @@ def _parse_chunk(args: tuple) -> tuple[int, int]:
     clips, lengths, kept, infos, rejects = [], [], [], [], []
     for k, it in enumerate(items):
         try:
-            x, info = load_fn(it.path, **kwargs)
+            x, info = load_fn(it.path, **kwargs, **(it.kwargs or {}))
             if x.shape[1] < 1:
                 raise DataFormatError(it.path, None, ">= 1 valid frame", "0 valid frames")
             if not np.isfinite(x).all():  # parsers check already; a last guard before anything reaches the store
@@ -398,7 +399,7 @@ def prepare_dataset(name: str, raw: str | os.PathLike | None, out: str | os.Path
 # ---------------------------------------------------------------------------------------------------------- CLI
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
-        prog="slnl prepare", description="Turn a raw download into a prepared store (see docs/data.md).",
+        prog="slnl prepare", description="Turn a raw download into a prepared store (layout: slnl/data/store.py).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
                "  slnl prepare ntu60 --raw nturgb+d_skeletons --out data/ntu60 "

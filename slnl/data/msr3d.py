@@ -1,0 +1,132 @@
+"""MSR Action3D (Li, Zhang, Liu 2010): ``aXX_sYY_eZZ_skeleton3D.txt`` → ``(3, T, 20, 1)`` (x, y, z).
+
+Each line is ``x y z c`` (real-world coordinates and a confidence ``c``), 20 lines (joints) per frame. Rules:
+
+* the 557 sequences named in ``files_used_in_cvpr12_paper.txt`` are the standard set (the other 10 files are
+  corrupt or empty); files not listed are skipped and reported, listed names without a file are reported;
+* frames whose 20 joints are all (0, 0, 0) are sensor drop-outs and are removed (counted in ``info``); the ``c``
+  column is discarded (C = 3, M = 1);
+* split ``xsub``: subjects 1, 3, 5, 7, 9 train, 2, 4, 6, 8, 10 test, all 20 classes (Li et al. 2010's cross-subject
+  protocol as used by Wang et al. 2012).
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DataFormatError, short
+
+NUM_JOINTS = 20
+CLASS_NAMES = ["high arm wave", "horizontal arm wave", "hammer", "hand catch", "forward punch", "high throw",
+               "draw x", "draw tick", "draw circle", "hand clap", "two hand wave", "side-boxing", "bend",
+               "forward kick", "side kick", "jogging", "tennis swing", "tennis serve", "golf swing",
+               "pickup & throw"]
+# Joint order as documented for the Real3D skeletons (checked on a01_s01_e01: 20 is highest, 3 above 4 above 7,
+# 16-19 lowest).
+JOINT_NAMES = ["right shoulder", "left shoulder", "neck", "spine", "right hip", "left hip", "hip center",
+               "right elbow", "left elbow", "right wrist", "left wrist", "right hand", "left hand", "right knee",
+               "left knee", "right ankle", "left ankle", "right foot", "left foot", "head"]
+XSUB_TRAIN = frozenset([1, 3, 5, 7, 9])
+_NAME = re.compile(r"^a(\d{2})_s(\d{2})_e(\d{2})$")
+
+
+def parse_name(name: str) -> dict[str, int]:
+    """``"a03_s07_e02"`` → ``{"action": 3, "subject": 7, "execution": 2}`` (accepts the ``_skeleton3D.txt`` file)."""
+    stem = Path(name).name.replace("_skeleton3D.txt", "")
+    m = _NAME.match(stem)
+    if not m:
+        raise ValueError(f"{name!r} is not an MSR Action3D name aXX_sYY_eZZ")
+    a, s, e = map(int, m.groups())
+    return {"action": a, "subject": s, "execution": e}
+
+
+def read_sequence(path: str | os.PathLike, strict: bool = True) -> tuple[np.ndarray, dict]:
+    """One ``_skeleton3D.txt`` file → ``(x float32 (3, T, 20, 1), info)``; all-zero frames removed.
+
+    ``DataFormatError`` for a line without 4 numbers, a non-finite value, a line count that is not a multiple of 20
+    (a truncated last frame), or no non-zero frame at all. ``strict`` is accepted for symmetry; all are fatal.
+    """
+    path = str(path)
+    try:
+        lines = Path(path).read_bytes().decode("utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise DataFormatError(path, None, "UTF-8/ASCII text", f"undecodable bytes at offset {e.start}") from None
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not lines:
+        raise DataFormatError(path, 1, f"{NUM_JOINTS} lines 'x y z c' per frame", "an empty file")
+    try:
+        vals = np.array([ln.split() for ln in lines], dtype=np.float64)
+        if vals.ndim != 2 or vals.shape[1] != 4:
+            raise ValueError
+    except ValueError:
+        for i, ln in enumerate(lines):
+            parts = ln.split()
+            if len(parts) != 4:
+                raise DataFormatError(path, i + 1, "4 values 'x y z c'", f"{len(parts)} values: {short(ln.strip())}")
+            for k, p in enumerate(parts):
+                try:
+                    float(p)
+                except ValueError:
+                    raise DataFormatError(path, i + 1, f"a number for value {k + 1} of 4", short(p)) from None
+        raise  # pragma: no cover
+    bad = ~np.isfinite(vals)
+    if bad.any():
+        i, k = np.argwhere(bad)[0]
+        raise DataFormatError(path, int(i) + 1, f"a finite number for value {k + 1} of 4", lines[i].split()[k])
+    if len(vals) % NUM_JOINTS:
+        raise DataFormatError(path, len(lines), f"a multiple of {NUM_JOINTS} lines ({NUM_JOINTS} joints per frame)",
+                              f"{len(lines)} lines (the last frame has {len(lines) % NUM_JOINTS} joints)")
+    frames = vals.reshape(-1, NUM_JOINTS, 4)[..., :3]
+    nonzero = np.abs(frames).sum(axis=(1, 2)) > 0
+    if not nonzero.any():
+        raise DataFormatError(path, None, "at least one frame with a non-zero joint",
+                              f"all {len(frames)} frames are zero")
+    x = frames[nonzero].astype(np.float32).transpose(2, 0, 1)[..., None]  # (3, T, 20, 1)
+    return np.ascontiguousarray(x), {"file_frames": int(len(frames)), "dropped_zero_frames": int((~nonzero).sum())}
+
+
+def plan(raw: str | os.PathLike, used_list: str | os.PathLike | None = None):
+    """The bulk plan: the standard 557 sequences, 20 classes, split ``xsub`` (odd subjects train)."""
+    from .ntu import read_name_list
+    from .prepare import Item, Plan, Reject
+
+    raw = Path(raw)
+    if not raw.is_dir():
+        raise FileNotFoundError(f"--raw {raw}: not a directory")
+    if used_list is None:
+        used_list = raw / "files_used_in_cvpr12_paper.txt"
+        if not used_list.is_file():
+            raise FileNotFoundError(f"{used_list} not found: pass --used-list (the list of the 557 standard "
+                                    "sequences, files_used_in_cvpr12_paper.txt)")
+    used = [Path(n).name.replace("_skeleton3D", "") for n in read_name_list(used_list)]
+    files = {p.name.replace("_skeleton3D.txt", ""): p for p in raw.glob("a*_s*_e*_skeleton3D.txt")}
+    items, skipped, notes = [], [], []
+    for name in sorted(set(used)):
+        f = parse_name(name)
+        member = {"xsub": f["subject"] in XSUB_TRAIN}
+        p = files.pop(name, None)
+        if not 1 <= f["action"] <= len(CLASS_NAMES):
+            skipped.append(Reject(name, str(p), "skipped", f"action {f['action']} outside 1-20", member))
+        elif p is None:
+            skipped.append(Reject(name, str(raw / f"{name}_skeleton3D.txt"), "rejected",
+                                  "named by the used list but the file is absent", member))
+        else:
+            items.append(Item(name=name, path=str(p), label=f["action"] - 1, member=member))
+    for name, p in sorted(files.items()):
+        member = {"xsub": parse_name(name)["subject"] in XSUB_TRAIN}
+        skipped.append(Reject(name, str(p), "skipped", f"not among the standard sequences ({Path(used_list).name})",
+                              member))
+    if len(used) != len(set(used)):
+        notes.append(f"{len(used) - len(set(used))} duplicate name(s) in {used_list}")
+    return Plan(
+        dataset="msr3d", items=items, skipped=skipped, loader=("slnl.data.msr3d", "read_sequence", {}),
+        shape=(3, NUM_JOINTS, 1), class_names=CLASS_NAMES, splits=("xsub",), max_frames=None,
+        options={"dataset": "msr3d", "raw": str(raw.resolve()), "used_list": str(used_list),
+                 "zero_frames": "dropped", "channels": "x y z (c dropped)"},
+        extra_meta={"channels": ["x", "y", "z"], "joint_names": JOINT_NAMES, "fps": 15},
+        notes=notes,
+    )
