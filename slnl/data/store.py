@@ -59,6 +59,10 @@ class Store:
                              f"num_frames {len(self.num_frames)}, names {len(self.names)}")
 
     @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
     def split_names(self) -> list[str]:
         return sorted({k.rsplit("_", 1)[0] for k in self.splits})
 
