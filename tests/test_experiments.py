@@ -1,0 +1,200 @@
+"""slnl.experiments: the paper's tables as data (checked against the paper's text), row selection, run configs, and
+run_table's result files / skip / reuse behaviour on a real (tiny) training run."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+
+from slnl import experiments as ex
+
+NTU_TABLES = ("table1", "table3", "table4", "table5", "table6")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The numbers are the paper's
+# --------------------------------------------------------------------------------------------------------------------
+def _paper_pairs(text: str) -> list[tuple[float, float]]:
+    """Every table line of the paper that ends in two percentages, in reading order."""
+    pairs = []
+    for line in text.splitlines():
+        m = re.match(r"^\s*\S.*?\s(\d{1,2}\.\d)\s+(\d{1,2}\.\d)\s*$", line)
+        if m:
+            pairs.append((float(m.group(1)), float(m.group(2))))
+    return pairs
+
+
+def test_every_table_matches_the_paper_text(shared_data):
+    """Each table's rows, in order, are a contiguous run of the paper's number lines (Tables 1–6 of paper.txt)."""
+    paper = shared_data.parent / "paper.txt"
+    if not paper.is_file():
+        pytest.skip(f"{paper} not found")
+    pairs = _paper_pairs(paper.read_text())
+    for t in ex.TABLES.values():
+        ours = [tuple(r.paper[c] for c in t.columns) for r in t.rows]
+        hits = [i for i in range(len(pairs) - len(ours) + 1) if pairs[i:i + len(ours)] == ours]
+        assert hits, f"{t.name}: {ours} is not a run of the paper's table lines"
+
+
+def test_shape_of_the_data():
+    assert list(ex.TABLES) == [f"table{i}" for i in range(1, 7)]
+    for t in ex.TABLES.values():
+        slugs = [r.slug for r in t.rows]
+        assert len(set(slugs)) == len(slugs), t.name
+        assert all(re.fullmatch(r"[a-z0-9.\-]+", s) for s in slugs), slugs  # safe in file names
+        for r in t.rows:
+            assert set(r.paper) == set(t.columns), (t.name, r.slug)
+            assert r.runnable == bool(r.settings), (t.name, r.slug)  # reference rows have no settings
+    assert [len(ex.rows(t)) for t in ex.TABLES.values()] == [1, 1, 7, 7, 5, 9]
+    assert sum(not r.runnable for r in ex.TABLE1.rows) == 8 and sum(not r.runnable for r in ex.TABLE2.rows) == 4
+    assert {t: ex.table(t).baseline.slug for t in ("table3", "table4", "table5", "table6")} == {
+        "table3": "posvel-n", "table4": "ce", "table5": "none", "table6": "local"}
+
+
+def test_claims_are_what_the_paper_numbers_show():
+    for t in ex.TABLES.values():
+        for c in t.claims:
+            b, w = t.row(c.better), t.row(c.worse)
+            assert b.runnable, (t.name, c)
+            for col in c.columns:
+                assert b.paper[col] > w.paper[col], (t.name, c.better, c.worse, col)
+            for col, margin in c.margin.items():  # "by 2.6% (CS) and 3.8% (CV)" etc.
+                assert b.paper[col] - w.paper[col] == pytest.approx(margin, abs=1e-9), (t.name, c)
+
+
+def test_tables_chain_as_the_paper_says():
+    """Rows that are the same model in two tables have the same settings on each split and the same numbers —
+    with the per-split adoption the paper's numbers are consistent (module docstring)."""
+    t1, t3, t4, t5, t6 = (ex.table(n) for n in NTU_TABLES[:1] + NTU_TABLES[1:])
+    same = [((t3, "cs-t"), (t4, "ce"), ("CS", "CV")), ((t5, "rfa"), (t6, "local"), ("CS", "CV")),
+            ((t4, "smfl-2-0.4"), (t5, "none"), ("CS",)), ((t4, "smfl-2-0.6"), (t5, "none"), ("CV",)),
+            ((t6, "slnl-5"), (t1, "slnl-rfa"), ("CS",)), ((t6, "slnl-3"), (t1, "slnl-rfa"), ("CV",))]
+    for (ta, a), (tb, b), splits in same:
+        ra, rb = ta.row(a), tb.row(b)
+        for s in splits:
+            ca, cb = (ex.row_config(t, r, s, scale="paper") for t, r in ((ta, ra), (tb, rb)))
+            ca.pop("out"), cb.pop("out")
+            assert ca == cb, (a, b, s)
+            assert ra.paper[s] == rb.paper[s], (a, b, s)
+    # Table 6's adopted rows are Table 1's numbers, and they are the best of Table 6 on their split.
+    assert {r.slug for r in t6.adopted} == {"slnl-3", "slnl-5"}
+    assert max(r.paper["CS"] for r in t6.rows) == t6.row("slnl-5").paper["CS"] == t1.row("slnl-rfa").paper["CS"]
+    assert max(r.paper["CV"] for r in t6.rows) == t6.row("slnl-3").paper["CV"] == t1.row("slnl-rfa").paper["CV"]
+    assert t1.row("slnl-rfa").settings_for("CS")["m1"] == 5 and t1.row("slnl-rfa").settings_for("CV")["m1"] == 3
+    # The paper's label typo is recorded, the row is run local-only.
+    assert t6.row("local").settings["m1"] == 0 and "typo" in " ".join(t6.notes)
+
+
+@pytest.mark.parametrize("name", list(ex.TABLES))
+def test_every_runnable_row_builds_and_runs_forward(name):
+    from slnl.models import build
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 32, 25, 2)
+    for r in ex.rows(name):
+        for split in ("CS", "CV"):
+            cfg = ex.row_config(name, r, split, scale="cpu", dataset="synthetic", data_root=None)
+            model = build(cfg["preset"], num_classes=12, **cfg["model"]).eval()
+            for k, v in cfg["model"].items():
+                assert getattr(model.config, k) == v
+            with torch.no_grad():
+                heads = model(x)
+            assert heads.c.shape == (2, 12) and torch.isfinite(heads.c).all()
+            single = r.settings["transform"] in ("Pos-N", "Vel-N")
+            assert (heads.p is None) == single and (heads.v is None) == single
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Selection and configs
+# --------------------------------------------------------------------------------------------------------------------
+def test_row_selection():
+    t6 = ex.table(6)
+    assert [r.slug for r in ex.rows(t6, m1=3)] == ["slnl-3"]
+    assert [r.slug for r in ex.rows(t6, m1=0)] == ["local"]
+    assert [r.slug for r in ex.rows(t6, m1=1, affinity="tSLnL")] == ["tslnl-1"]
+    assert [r.slug for r in ex.rows(t6, affinity="SLnL")] == [f"slnl-{k}" for k in range(1, 7)]
+    assert [r.slug for r in ex.rows("table3", "cs-t, Pos-N")] == ["pos-n", "cs-t"]  # paper order, labels accepted
+    assert [r.slug for r in ex.rows(1, runnable=None)][-1] == "slnl-rfa" and len(ex.rows(1, runnable=False)) == 8
+    with pytest.raises(KeyError, match="cs-t"):  # the error lists the valid slugs
+        ex.rows("table3", "cst")
+    with pytest.raises(ValueError, match="M1=7"):
+        ex.rows(t6, m1=7)
+    assert ex.table("Table 4") is ex.table(4) is ex.table("4")
+    with pytest.raises(KeyError, match="table7"):
+        ex.table("table7")
+
+
+def test_row_config_is_a_valid_train_config():
+    from slnl.engine import TrainConfig
+
+    for t in ex.TABLES.values():
+        for r in ex.rows(t):
+            cfg = TrainConfig.from_dict(ex.row_config(t, r, "CS", seed=3, scale="paper", dataset="synthetic"))
+            cfg.validate()
+            assert cfg.seed == 3 and cfg.split == "xsub"
+            s = r.settings_for("CS")
+            assert cfg.loss == s["loss"]
+            assert cfg.gamma == (s.get("gamma", 0.0) if s["loss"] in ("FL", "SMFL") else 0.0)
+            assert cfg.m == (s.get("m", 0.0) if s["loss"] in ("SMCE", "SMFL") else 0.0)
+    # §4.1 at the paper scale: the dataset's protocol; a stand-in dataset uses the table's.
+    c = ex.row_config("table5", "rfa", "CV", scale="paper", dataset="synthetic")
+    assert (c["preset"], c["epochs"], c["batch_size"], c["m"], c["split"]) == ("ntu", 300, 32, 0.6, "xview")
+    c = ex.row_config("table2", "slnl-rfa", "CS", scale="paper", dataset="synthetic")
+    assert (c["preset"], c["epochs"], c["batch_size"], c["model"]["m1"]) == ("kinetics", 100, 128, 5)
+    c = ex.row_config("table4", "fl-3", "CS", scale="cpu", epochs=2, batch_size=8, max_steps_per_epoch=1)
+    assert (c["preset"], c["epochs"], c["batch_size"], c["max_steps_per_epoch"], c["gamma"], c["m"]) == (
+        "cpu", 2, 8, 1, 3.0, 0.0)
+    assert c["out"].endswith("runs/table4/fl-3__CS__seed0")
+    with pytest.raises(ValueError, match="published reference"):
+        ex.row_config("table1", "hcn", "CS")
+    with pytest.raises(ValueError, match="needs data_root"):
+        ex.row_config("table3", "cs-t", "CS", dataset="ntu60")
+    with pytest.raises(ValueError, match="unknown split"):
+        ex.split_label("cross-subject")
+
+
+def test_result_path_and_splits(tmp_path):
+    assert ex.result_path("results", "table6", "slnl-3", "xview", 2).as_posix() == "results/table6/slnl-3__CV__seed2.json"
+    assert ex.store_split("CS") == "xsub" and ex.split_label("xset") == "CSet"
+    assert ex.parse_list("0, 1;2", int) == [0, 1, 2] and ex.parse_list(0, int) == [0] and ex.parse_list(None) == []
+    assert "STAND-IN" in ex.stand_in_note(ex.TABLE2, "synthetic") and ex.stand_in_note(ex.TABLE2, "kinetics") == ""
+    assert ex.stand_in_note(ex.TABLE3, "ntu60") == "" and "msr3d" in ex.stand_in_note(ex.TABLE3, "msr3d")
+    with pytest.raises(FileNotFoundError, match="meta.json"):
+        ex.resolve_store("msr3d", tmp_path)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# run_table on the built-in synthetic set (one optimiser step)
+# --------------------------------------------------------------------------------------------------------------------
+def test_run_table_writes_skips_and_reuses(tmp_path, monkeypatch):
+    from slnl import engine
+
+    kw = dict(split="CS", epochs=1, max_steps_per_epoch=1, results_dir=tmp_path, log=lambda *_: None)
+    (rec,) = ex.run_table("table3", "cs-t", **kw)
+    path = tmp_path / "table3" / "cs-t__CS__seed0.json"
+    saved = json.loads(path.read_text())
+    assert saved == json.loads(json.dumps(rec))
+    for k in ("table", "row", "split", "seed", "top1", "top5", "settings", "run_dir", "dataset", "scale", "epochs"):
+        assert k in saved
+    assert (saved["table"], saved["row"], saved["split"], saved["seed"], saved["epochs"]) == ("table3", "cs-t", "CS",
+                                                                                            0, 1)
+    result = json.loads((ex.repo_path(saved["run_dir"]) / "result.json").read_text())
+    assert (saved["top1"], saved["top5"]) == (result["top1"], result["top5"])
+    assert result["config"]["model"]["transform"] == "CS-T" and result["config"]["loss"] == "CE"
+
+    # A finished row is skipped without training; Table 4's CE is the same model and reuses that run.
+    def no_training(cfg):
+        raise AssertionError(f"fit() must not be called, got {cfg['out']}")
+
+    monkeypatch.setattr(engine, "fit", no_training)
+    assert ex.run_table("table3", "cs-t", **kw)[0]["top1"] == saved["top1"]
+    (ce,) = ex.run_table("table4", "ce", **kw)
+    assert ce["reused_from"] == str(path) and ce["top1"] == saved["top1"] and ce["run_dir"] == saved["run_dir"]
+    assert (tmp_path / "table4" / "ce__CS__seed0.json").is_file()
+    # The same file asked with another configuration is an error, not a silent skip.
+    with pytest.raises(ValueError, match="epochs: file has 1, asked 2"):
+        ex.run_table("table3", "cs-t", **dict(kw, epochs=2))
+    with pytest.raises(ValueError, match="split 'CSet' is not in the store"):
+        ex.run_table("table3", "cs-t", **dict(kw, split="CSet"))
