@@ -442,8 +442,8 @@ def fig4_curves(pairs: str | Sequence[Sequence[float]] = "2,0.4;2,0.6", num: int
 
 
 def fig4(pairs: str | Sequence[Sequence[float]] = "2,0.4;2,0.6;0,0.4", path: str | Path | None = None):
-    """Fig. 4: loss vs p_t for each (γ, m) pair, one panel per pair. Returns ``(figure, curves)``; saves a PNG when
-    ``path`` is given."""
+    """Fig. 4: loss vs p_t for each (γ, m) pair, one panel per pair. Returns ``(figure, curves)``; with ``path``
+    saves the PNG and the curves beside it (same name, ``.csv``)."""
     plt = _plt()
     import seaborn as sns
 
@@ -459,6 +459,7 @@ def fig4(pairs: str | Sequence[Sequence[float]] = "2,0.4;2,0.6;0,0.4", path: str
     fig.tight_layout()
     if path is not None:
         save_figure(fig, path)
+        atomic_write_text(Path(path).with_suffix(".csv"), curves.to_csv(index=False))
     return fig, curves
 
 
@@ -573,6 +574,15 @@ def _test_batches(cfg, T: int, max_samples: int, batch_size: int = 64):
         yield torch.stack([torch.as_tensor(x) for x, _ in items]), torch.as_tensor([int(y) for _, y in items]), ds
 
 
+def attention_gates(fa, x):
+    """The gates ``(M_cos, M_sin)``, each ``(B, 1, T', N')``, that ``FrequencyAttention`` ``fa`` applies to its input
+    ``x`` (Eq. 1–2: the module's own DFT matrices and ``gates()``, in the dtype its forward uses)."""
+    from slnl.models.frequency import dft2
+
+    mats = tuple(b.to(x.dtype) for b in (fa.ct, fa.st, fa.cn, fa.sn))
+    return fa.gates(*dft2(x, *mats))
+
+
 def frequency_gates(run_dir: str | Path, checkpoint: str = "best", max_samples: int = 512) -> dict[str, Any]:
     """What the frequency attention learned: the gates ``M_cos``, ``M_sin`` of Eq. 2 averaged per class over the test
     subset, for each stream. Returns {``gates``: {stream: {"cos"|"sin": array (num_classes, T', N')}}, ``count``:
@@ -584,7 +594,6 @@ def frequency_gates(run_dir: str | Path, checkpoint: str = "best", max_samples: 
     import torch
 
     from slnl.models import FrequencyAttention
-    from slnl.models.frequency import dft2
 
     model, cfg = load_run(run_dir, checkpoint)
     if model.config.attention == "none":
@@ -613,9 +622,7 @@ def frequency_gates(run_dir: str | Path, checkpoint: str = "best", max_samples: 
                     # a second person is often absent, i.e. zero-filled) are the ones that describe the action.
                     h = captured[name].float()
                     h = h.reshape(len(y), model.config.num_persons, *h.shape[1:])[:, 0]
-                    mats = tuple(b.to(h.dtype) for b in (fa.ct, fa.st, fa.cn, fa.sn))  # as in its forward()
-                    f_cos, f_sin = dft2(h, *mats)
-                    m_cos, m_sin = fa.gates(f_cos, f_sin)
+                    m_cos, m_sin = attention_gates(fa, h)
                     for comp, m in (("cos", m_cos), ("sin", m_sin)):
                         np.add.at(sums[name][comp], y.numpy(), m[:, 0].double().numpy())
                 np.add.at(count, y.numpy(), 1)
@@ -680,6 +687,18 @@ NTU_LAYOUT = {1: (0, 0), 2: (0, .35), 21: (0, .65), 3: (0, .8), 4: (0, .95), 5: 
               15: (.13, -.85), 16: (.2, -.9), 17: (-.1, -.05), 18: (-.12, -.45), 19: (-.13, -.85), 20: (-.2, -.9)}
 
 
+def map_affinity(new: np.ndarray, W_s: np.ndarray) -> np.ndarray:
+    """An affinity among the skeleton transformer's N' new joints mapped to the N original joints: ``R^T A' P`` with
+    P = |W_s| normalised per row and R = |W_s| normalised per column (see ``nonlocal_affinity``). Row-stochastic in,
+    row-stochastic out; a permutation W_s just permutes A'."""
+    w = np.abs(np.asarray(W_s, dtype=float))  # (N', N)
+    if new.shape != (w.shape[0], w.shape[0]):
+        raise ValueError(f"map_affinity: affinity {new.shape} does not match W_s {w.shape} (expected N'×N')")
+    P = w / np.maximum(w.sum(axis=1, keepdims=True), 1e-12)
+    R = w / np.maximum(w.sum(axis=0, keepdims=True), 1e-12)
+    return R.T @ new @ P
+
+
 def nonlocal_affinity(run_dir: str | Path, checkpoint: str = "best", max_samples: int = 256,
                       class_index: int | None = None) -> dict[str, Any]:
     """The spatial non-local affinity of the first SLnL block (Eq. 8 normalised as in Eq. 6: φ(x_i, x_j)/Z_i),
@@ -734,10 +753,7 @@ def nonlocal_affinity(run_dir: str | Path, checkpoint: str = "best", max_samples
     else:
         sk = [m for m in stream.transform.modules() if isinstance(m, SkeletonTransformer)]
         if sk:
-            w = sk[0].W_s.detach().abs().double().numpy()  # (N', N)
-            P = w / np.maximum(w.sum(axis=1, keepdims=True), 1e-12)
-            R = w / np.maximum(w.sum(axis=0, keepdims=True), 1e-12)
-            mapped = R.T @ new @ P
+            mapped = map_affinity(new, sk[0].W_s.detach().double().numpy())
     block_no = [b for b in stream.blocks if hasattr(b, "s_local")].index(block)  # 0-based, pooling layers skipped
     return {"new": new, "mapped": mapped, "stream": stream_name, "block": block_no, "n": n,
             "affinity": model.config.affinity}
@@ -839,14 +855,14 @@ def _pick_run(df: pd.DataFrame, attention: bool = False, spatial_nonlocal: bool 
 
 
 def build_report(results_dir: str | Path = "results", tables: str | Sequence[str] = "all",
-                 fig4_pairs: str = "2,0.4;2,0.6;0,0.4") -> dict[str, Any]:
+                 fig4_pairs: str = "2,0.4;2,0.6;0,0.4", max_samples: int = 512) -> dict[str, Any]:
     """Everything ``report.ipynb`` shows, written under ``<results_dir>/tables`` and ``<results_dir>/figures``.
 
     Tables (csv, claims csv, md) for each requested table — with the paper's numbers even before any run —, learning
     curves per table with runs, Fig. 4, and for the best-placed finished run: its confusion matrix, its frequency
     gates per class, and its non-local affinities on the skeleton. A figure that cannot be drawn (no suitable run)
     is listed under ``skipped`` with the reason. Results of several (dataset, scale) combinations get one set of
-    tables each, suffixed ``__<dataset>-<scale>``.
+    tables each, suffixed ``__<dataset>-<scale>``. ``max_samples``: test samples the checkpoint analyses look at.
     """
     results_dir = ex.repo_path(results_dir)
     names = [t.name for t in ex.TABLES.values()] if tables in (None, "all") else [
@@ -875,9 +891,10 @@ def build_report(results_dir: str | Path = "results", tables: str | Sequence[str
                 if fig is not None:
                     built["figures"][f"{stem}_curves"] = p
         sel = sub[sub["table"].isin(names)] if len(sub) else sub
-        for key, fn, kw in (("confusion", confusion_figure, {}), ("frequency_attention", frequency_figure,
-                                                                 {"attention": True}),
-                            ("nonlocal_affinity", skeleton_figure, {"spatial_nonlocal": True})):
+        analyses = (("confusion", confusion_figure, {}, {}),
+                    ("frequency_attention", frequency_figure, {"attention": True}, {"max_samples": max_samples}),
+                    ("nonlocal_affinity", skeleton_figure, {"spatial_nonlocal": True}, {"max_samples": max_samples}))
+        for key, fn, kw, fkw in analyses:
             rec = _pick_run(sel, **kw) if len(sel) else None
             if rec is None:
                 built["skipped"][key + suffix] = ("no finished run with a checkpoint" + (
@@ -886,7 +903,7 @@ def build_report(results_dir: str | Path = "results", tables: str | Sequence[str
                 continue
             p = fdir / f"{key}{suffix}.png"
             try:
-                fn(rec["run_path"], path=p)
+                fn(rec["run_path"], path=p, **fkw)
                 built["figures"][key + suffix] = p
             except (ValueError, FileNotFoundError) as e:
                 built["skipped"][key + suffix] = f"{rec['path']}: {e}"
