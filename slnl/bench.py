@@ -1,0 +1,962 @@
+"""``slnl bench``: throughput, peak memory, FLOPs and MFU of SLnL-rFA training and inference steps.
+
+What one measurement is (one *configuration*: preset, batch size, m1, non-local implementation, precision, eager or
+compiled, device):
+
+* **Inputs** are random: ``x ~ N(0, 1)`` of the preset's shape ``(B, C, T, V, M)`` and uniform labels. The model has
+  no data-dependent control flow, so timings on random data are those on real clips; two batches alternate so that
+  no cache keeps one batch hot. The data pipeline is timed separately (``bench_data``) and compared with the step.
+* **Training step** = ``zero_grad`` + forward (under bf16 autocast for ``--precision bf16``) + the paper's loss
+  (SMFL, gamma = 2, m = 0.4, summed over the three heads, Eq. 21) + backward + ``Adam(lr=1e-3, weight_decay=5e-4)``
+  step (§4.1). **Inference step** = ``eval()`` forward under ``torch.inference_mode``.
+* **Time**: ``warmup`` steps are run and discarded (allocator warm-up, cuDNN/oneDNN plan selection, and for
+  ``--compile`` the compilation itself), then ``steps`` steps are timed one by one with a host clock after a device
+  synchronisation; the median step time gives ``samples/s = B / median``.
+* **Peak memory** (``peak_memory_bytes``), the memory the step needs at its highest point *including* the weights,
+  gradients, Adam state and the batch:
+
+  - CUDA: ``torch.cuda.max_memory_allocated()`` over the timed steps (the peak counter is reset after warm-up).
+  - CPU: the process's resident set cannot be split into "ours" and "the interpreter's", so it is measured as
+    ``resident tensor bytes between steps`` (weights, gradients, Adam state, inputs: counted exactly) ``+ (VmHWM -
+    VmRSS)`` over the timed steps, where VmHWM is the kernel's high-water mark of the resident set, reset after
+    warm-up by writing ``5`` to ``/proc/self/clear_refs``. Each configuration runs in a fresh subprocess with
+    ``MALLOC_MMAP_THRESHOLD_=131072`` so that glibc serves every large tensor by ``mmap`` and gives it back on free
+    (the default *dynamic* threshold would keep freed buffers up to 32 MiB in the heap, and a later step would then
+    reuse them without raising VmHWM). ``step_peak_memory_bytes`` is the second term alone.
+* **FLOPs** are counted by ``torch.utils.flop_counter.FlopCounterMode`` on one eager step of the same configuration:
+  matrix products, convolutions and attention (forward + backward for training, forward for inference), the
+  operations that run on matrix units; element-wise work, FFTs and the optimizer are not counted (the usual MFU
+  convention, PaLM appendix B). These are *model* FLOPs: ``count_flops`` adds the CPU flash-attention kernel, which
+  PyTorch's counter lacks, and counts a fused attention backward without the affinity recomputation that flash
+  kernels do (``_attention_flop_mapping``), so fused and reference non-local count the same FLOPs.
+* **MFU** = ``FLOPs/sample * samples/s / peak``; ``peak`` is the datasheet's dense rate for the device and the
+  precision actually used (``PEAK_TFLOPS``): bf16 for ``--precision bf16``; for fp32 the TF32 rate when cuDNN may use
+  TF32 (PyTorch's default for convolutions, which dominate this model), else the plain FP32 rate. CPUs have no
+  entry: MFU is ``null`` unless ``--peak-tflops`` gives the peak.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from slnl.utils import REPO_ROOT, atomic_write_json, atomic_write_text, git_commit
+
+RESULTS_DIR = REPO_ROOT / "results" / "bench"
+
+# Dense (no structured sparsity) datasheet rates in TFLOP/s, matched against ``torch.cuda.get_device_name()`` by the
+# longest key that occurs in it. The SXM H100 reports itself as "NVIDIA H100 80GB HBM3"; the H200 shares its compute.
+PEAK_TFLOPS: dict[str, dict[str, float]] = {
+    "H200": {"bf16": 989.4, "tf32": 494.7, "fp32": 66.9},
+    "H100 NVL": {"bf16": 835.5, "tf32": 417.5, "fp32": 60.0},
+    "H100 PCIe": {"bf16": 756.0, "tf32": 378.0, "fp32": 51.2},
+    "H100": {"bf16": 989.4, "tf32": 494.7, "fp32": 66.9},
+    "A100": {"bf16": 312.0, "tf32": 156.0, "fp32": 19.5},
+}
+
+# §4.1: batch 32 / 128, 300 / 100 epochs (NTU / Kinetics). Training clips per split (NTU RGB+D 60: Shahroudy et al.
+# 2016 after removing the 302 samples with missing skeletons; Kinetics-skeleton: ST-GCN's release, about 240k).
+PAPER_BATCH = {"ntu": 32, "kinetics": 128}
+PAPER_EPOCHS = {"ntu": 300, "kinetics": 100}
+TRAIN_CLIPS = {("ntu60", "xsub"): 40_320, ("ntu60", "xview"): 37_920, ("kinetics", "default"): 240_000}
+
+PRECISIONS = ("fp32", "bf16")
+NONLOCAL_IMPLS = ("fused", "reference")
+MODES = ("train", "infer", "both")
+
+
+# ====================================================================================================================
+# Configuration
+# ====================================================================================================================
+@dataclass
+class BenchConfig:
+    """One measured configuration. ``m1=None`` keeps the preset's value."""
+
+    preset: str = "cpu"
+    batch_size: int = 4
+    m1: int | None = None
+    nonlocal_impl: str = "fused"
+    precision: str = "fp32"
+    compile: bool = False
+    device: str = "cpu"
+    steps: int = 10
+    warmup: int = 3
+    mode: str = "train"
+    threads: int = 1
+    peak_tflops: float | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.nonlocal_impl not in NONLOCAL_IMPLS:
+            raise ValueError(f"nonlocal must be one of {NONLOCAL_IMPLS}, got {self.nonlocal_impl!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.batch_size < 1 or self.steps < 1 or self.warmup < 0 or self.threads < 1:
+            raise ValueError(
+                f"need batch_size >= 1, steps >= 1, warmup >= 0, threads >= 1; got batch_size={self.batch_size}, "
+                f"steps={self.steps}, warmup={self.warmup}, threads={self.threads}"
+            )
+        if self.m1 is not None and self.m1 < 0:
+            raise ValueError(f"m1 must be >= 0 (number of SLnL blocks), got {self.m1}")
+
+    @property
+    def name(self) -> str:
+        """A short, unique, file-name-safe slug of the configuration."""
+        m1 = "" if self.m1 is None else f"-m1{self.m1}"
+        comp = "-compiled" if self.compile else "-eager"
+        return f"{self.preset}-b{self.batch_size}{m1}-{self.nonlocal_impl}-{self.precision}{comp}-{self.mode}"
+
+
+# ====================================================================================================================
+# FLOPs and MFU
+# ====================================================================================================================
+def _attention_flop_mapping() -> dict[Any, Callable[..., int]]:
+    """FLOP formulas for fused attention that count *model* FLOPs, so that fused = reference.
+
+    * PyTorch registers no formula for the CPU flash kernel (``_scaled_dot_product_flash_attention_for_cpu``): its
+      forward gets PyTorch's own ``sdpa_flop_count`` (QK^T and PV, 2 FLOPs per multiply-add).
+    * PyTorch's backward formulas for fused attention include the recomputation of QK^T that flash kernels do instead
+      of storing the affinity (5 products). The reference implementation stores it (4 products). MFU is about the
+      model's arithmetic, not a kernel's choice to recompute, so every fused backward here counts 4 products:
+      ``sdpa_backward_flop_count - (QK^T)``, which equals the reference's einsum backward exactly.
+    The wrappers receive shapes, not tensors (FlopCounterMode's ``shape_wrapper``).
+    """
+    import torch
+    from torch.utils import flop_counter as fc
+
+    aten = torch.ops.aten
+
+    def fwd(q, k, v, *args, out_shape=None, **kwargs) -> int:
+        return fc.sdpa_flop_count(q, k, v)
+
+    def bwd(grad_out, q, k, v, *args, out_shape=None, **kwargs) -> int:
+        b, h, s_q, d_q = q
+        s_k = k[2]
+        return fc.sdpa_backward_flop_count(grad_out, q, k, v) - fc.bmm_flop((b * h, s_q, d_q), (b * h, d_q, s_k))
+
+    mapping: dict[Any, Callable[..., int]] = {}
+    for name in ("_scaled_dot_product_flash_attention_for_cpu",):
+        if hasattr(aten, name):
+            mapping[getattr(aten, name)] = fwd
+    for name in ("_scaled_dot_product_flash_attention_for_cpu_backward", "_scaled_dot_product_flash_attention_backward",
+                 "_scaled_dot_product_efficient_attention_backward", "_scaled_dot_product_cudnn_attention_backward"):
+        if hasattr(aten, name):
+            mapping[getattr(aten, name)] = bwd
+    return mapping
+
+
+def count_flops(fn: Callable[[], Any]) -> int:
+    """Total FLOPs (2 per multiply-add) of the matrix products, convolutions and attention that ``fn()`` runs."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False, custom_mapping=_attention_flop_mapping())
+    with counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def peak_tflops_for(device_name: str, precision: str, tf32: bool) -> tuple[float | None, str | None]:
+    """``(peak TFLOP/s, basis)`` from ``PEAK_TFLOPS`` for a CUDA device name, or ``(None, None)`` if unknown.
+
+    ``basis`` is ``bf16``, ``tf32`` (fp32 run with TF32 allowed) or ``fp32``.
+    """
+    basis = "bf16" if precision == "bf16" else ("tf32" if tf32 else "fp32")
+    for key in sorted(PEAK_TFLOPS, key=len, reverse=True):
+        if key.lower() in device_name.lower():
+            return PEAK_TFLOPS[key][basis], basis
+    return None, None
+
+
+def mfu(flops_per_sample: float | None, samples_per_s: float | None, peak_tflops: float | None) -> float | None:
+    """Model FLOP utilisation: achieved FLOP/s over the device's peak; ``None`` when any input is unknown."""
+    if not flops_per_sample or not samples_per_s or not peak_tflops:
+        return None
+    return flops_per_sample * samples_per_s / (peak_tflops * 1e12)
+
+
+# ====================================================================================================================
+# Memory
+# ====================================================================================================================
+def _proc_status_kib(key: str) -> int | None:
+    try:
+        text = Path("/proc/self/status").read_text()
+    except OSError:
+        return None
+    m = re.search(rf"^{key}:\s+(\d+)\s+kB", text, re.M)
+    return int(m.group(1)) if m else None
+
+
+def _reset_hwm() -> bool:
+    """Reset the kernel's resident-set high-water mark (VmHWM) to the current RSS; ``False`` where not permitted."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _tensor_bytes(tensors: Iterable[Any]) -> int:
+    seen: set[int] = set()
+    total = 0
+    for t in tensors:
+        if t is None:
+            continue
+        ptr = t.untyped_storage().data_ptr()
+        if ptr in seen:
+            continue
+        seen.add(ptr)
+        total += t.untyped_storage().nbytes()
+    return total
+
+
+class _MemoryProbe:
+    """Peak memory of the steps between ``start()`` and ``stop()``; see the module docstring for the method."""
+
+    def __init__(self, device: Any) -> None:
+        self.device = device
+        self.cuda = device.type == "cuda"
+
+    def start(self, resident: Callable[[], int]) -> None:
+        import torch
+
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.before = torch.cuda.memory_allocated(self.device)
+            self.method = "torch.cuda.max_memory_allocated over the timed steps (peak counter reset after warm-up)"
+        else:
+            self.resident = resident()
+            self.hwm_reset = _reset_hwm()
+            self.before = (_proc_status_kib("VmRSS") or 0) * 1024
+            self.method = (
+                "resident tensor bytes + (VmHWM - VmRSS) over the timed steps; "
+                + ("VmHWM reset after warm-up via /proc/self/clear_refs" if self.hwm_reset
+                   else "VmHWM NOT resettable here: it covers the whole process, warm-up included")
+            )
+
+    def stop(self) -> dict[str, Any]:
+        import torch
+
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+            peak = torch.cuda.max_memory_allocated(self.device)
+            return {"peak_memory_bytes": int(peak), "step_peak_memory_bytes": int(peak - self.before),
+                    "memory_method": self.method}
+        hwm = _proc_status_kib("VmHWM")
+        if hwm is None:
+            return {"peak_memory_bytes": None, "step_peak_memory_bytes": None,
+                    "memory_method": "unavailable: no /proc/self/status"}
+        step = max(0, hwm * 1024 - self.before)
+        return {"peak_memory_bytes": int(self.resident + step), "step_peak_memory_bytes": int(step),
+                "resident_tensor_bytes": int(self.resident), "memory_method": self.method}
+
+
+# ====================================================================================================================
+# One configuration, in this process
+# ====================================================================================================================
+def _device_info(device: Any) -> dict[str, Any]:
+    import torch
+
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        return {
+            "type": "cuda", "name": torch.cuda.get_device_name(device),
+            "capability": f"{props.major}.{props.minor}", "memory_bytes": int(props.total_memory),
+            "multiprocessors": int(props.multi_processor_count), "cuda": torch.version.cuda,
+            "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
+            "tf32_cudnn": bool(torch.backends.cudnn.allow_tf32),
+            "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+        }
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"type": "cpu", "name": name, "threads": torch.get_num_threads(), "logical_cpus": os.cpu_count()}
+
+
+def _model_shape(model: Any, preset: str) -> tuple[int, int, int, int, int]:
+    """``(C, T, V, M, num_classes)`` the model expects, from its ``ModelConfig``."""
+    cfg = getattr(model, "config", None) or getattr(model, "cfg", None)
+    if cfg is None:
+        from slnl.models import PRESETS
+
+        cfg = PRESETS[preset]
+    return int(cfg.in_channels), int(cfg.T), int(cfg.num_joints), int(cfg.num_persons), int(cfg.num_classes)
+
+
+def _time_steps(step: Callable[[int], Any], n: int, sync: Callable[[], None]) -> list[float]:
+    times = []
+    for i in range(n):
+        sync()
+        t0 = time.perf_counter()
+        step(i)
+        sync()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def _summarise(times: list[float], batch_size: int) -> dict[str, Any]:
+    med = statistics.median(times)
+    return {
+        "step_time_s_median": med, "step_time_s_mean": statistics.fmean(times),
+        "step_time_s_min": min(times), "step_time_s_max": max(times), "step_times_s": times,
+        "samples_per_s": batch_size / med,
+    }
+
+
+def measure(cfg: BenchConfig) -> dict[str, Any]:
+    """Measure one configuration in this process (see the module docstring). Returns the result row."""
+    import contextlib
+
+    import torch
+
+    from slnl.losses import MultiTaskLoss, make_loss
+    from slnl.models import build
+
+    torch.set_num_threads(cfg.threads)
+    device = torch.device(cfg.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"--device {cfg.device}: CUDA is not available in this torch ({torch.__version__})")
+    torch.manual_seed(cfg.seed)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+
+    overrides: dict[str, Any] = {"nonlocal_impl": cfg.nonlocal_impl}
+    if cfg.m1 is not None:
+        overrides["m1"] = cfg.m1
+    model = build(cfg.preset, **overrides).to(device)
+    C, T, V, M, K = _model_shape(model, cfg.preset)
+    n_params = sum(p.numel() for p in model.parameters())
+    gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
+    batches = [
+        (torch.randn(cfg.batch_size, C, T, V, M, generator=gen).to(device),
+         torch.randint(0, K, (cfg.batch_size,), generator=gen).to(device))
+        for _ in range(2)
+    ]
+    loss_fn = MultiTaskLoss(make_loss("SMFL", gamma=2.0, m=0.4))
+    autocast = (
+        (lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16))
+        if cfg.precision == "bf16" else contextlib.nullcontext
+    )
+    run_model = torch.compile(model) if cfg.compile else model
+    info = _device_info(device)
+    peak, basis = (cfg.peak_tflops, "given by --peak-tflops") if cfg.peak_tflops else (None, None)
+    if peak is None and device.type == "cuda":
+        peak, basis = peak_tflops_for(info["name"], cfg.precision, bool(torch.backends.cudnn.allow_tf32))
+
+    row: dict[str, Any] = {
+        "name": cfg.name,
+        "train_samples_per_s": None, "infer_samples_per_s": None, "peak_memory_bytes": None,
+        "config": dataclasses.asdict(cfg),
+        "model": {"preset": cfg.preset, "overrides": overrides, "params": int(n_params),
+                  "input_shape": [cfg.batch_size, C, T, V, M], "num_classes": K},
+        "device": info, "peak_tflops": peak, "peak_basis": basis,
+    }
+    probe = _MemoryProbe(device)
+    # Other processes on the same cores slow a CPU measurement down; the load average says how busy the host was.
+    row["loadavg_before"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+
+    # Inference first: its memory is then measured before any optimizer state exists.
+    if cfg.mode in ("infer", "both"):
+        model.eval()
+
+        def infer_step(i: int) -> None:
+            with torch.inference_mode(), autocast():
+                run_model(batches[i % 2][0])
+
+        for i in range(cfg.warmup):
+            infer_step(i)
+        probe.start(lambda: _tensor_bytes([*model.parameters(), *model.buffers(), *(b[0] for b in batches)]))
+        times = _time_steps(infer_step, cfg.steps, sync)
+        res = {**_summarise(times, cfg.batch_size), **probe.stop()}
+        model.eval()
+        with torch.inference_mode(), autocast():
+            fl = count_flops(lambda: model(batches[0][0]))
+        res["flops_per_sample"] = fl / cfg.batch_size
+        res["achieved_tflops"] = res["flops_per_sample"] * res["samples_per_s"] / 1e12
+        res["mfu"] = mfu(res["flops_per_sample"], res["samples_per_s"], peak)
+        row["infer"] = res
+        row["infer_samples_per_s"] = res["samples_per_s"]
+        row["peak_memory_bytes"] = res["peak_memory_bytes"]
+
+    if cfg.mode in ("train", "both"):
+        model.train()
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=5e-4)
+
+        losses: list[Any] = []
+
+        def train_step(i: int) -> None:
+            x, y = batches[i % 2]
+            opt.zero_grad(set_to_none=True)
+            with autocast():
+                loss, _ = loss_fn(run_model(x), y)
+            loss.backward()
+            opt.step()
+            losses.append(loss.detach())
+
+        for i in range(cfg.warmup):
+            train_step(i)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+        def resident() -> int:
+            state = [t for s in opt.state.values() for t in s.values() if torch.is_tensor(t)]
+            grads = [p.grad for p in model.parameters()]
+            return _tensor_bytes([*model.parameters(), *model.buffers(), *grads, *state, *(b[0] for b in batches)])
+
+        probe.start(resident)
+        times = _time_steps(train_step, cfg.steps, sync)
+        res = {**_summarise(times, cfg.batch_size), **probe.stop()}
+
+        def fwd_bwd() -> None:
+            with autocast():
+                loss, _ = loss_fn(model(batches[0][0]), batches[0][1])
+            loss.backward()
+
+        opt.zero_grad(set_to_none=True)
+        res["flops_per_sample"] = count_flops(fwd_bwd) / cfg.batch_size
+        res["achieved_tflops"] = res["flops_per_sample"] * res["samples_per_s"] / 1e12
+        res["mfu"] = mfu(res["flops_per_sample"], res["samples_per_s"], peak)
+        res["final_loss"] = float(losses[-1])  # a NaN here would make the timings meaningless
+        res["loss_finite"] = bool(all(torch.isfinite(t).item() for t in losses))
+        row["train"] = res
+        row["train_samples_per_s"] = res["samples_per_s"]
+        row["peak_memory_bytes"] = res["peak_memory_bytes"]  # training's peak wins when both are measured
+    row["loadavg_after"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    return row
+
+
+# ====================================================================================================================
+# One configuration, in a fresh subprocess (clean memory high-water mark, clean compile caches, a timeout)
+# ====================================================================================================================
+def _worker(config_path: str, out_path: str) -> int:
+    cfg = BenchConfig(**json.loads(Path(config_path).read_text()))
+    try:
+        row = measure(cfg)
+    except Exception as e:  # the parent records the failure and goes on with the next configuration
+        row = {"name": cfg.name, "config": dataclasses.asdict(cfg), "error": f"{type(e).__name__}: {e}",
+               "traceback": traceback.format_exc()}
+    atomic_write_json(out_path, row)
+    return 0
+
+
+def measure_isolated(cfg: BenchConfig, timeout_s: float = 600.0) -> dict[str, Any]:
+    """Run ``measure(cfg)`` in a fresh Python process; a crash or timeout becomes a row with an ``error`` field."""
+    env = dict(os.environ)
+    env.update(MALLOC_MMAP_THRESHOLD_="131072", OMP_NUM_THREADS=str(cfg.threads),
+               MKL_NUM_THREADS=str(cfg.threads), PYTHONUNBUFFERED="1")
+    with tempfile.TemporaryDirectory(prefix="slnl-bench-") as tmp:
+        cpath, opath = Path(tmp) / "config.json", Path(tmp) / "row.json"
+        cpath.write_text(json.dumps(dataclasses.asdict(cfg)))
+        cmd = [sys.executable, "-m", "slnl", "bench", "--worker", str(cpath), str(opath)]
+        t0 = time.perf_counter()
+        try:
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return {"name": cfg.name, "config": dataclasses.asdict(cfg),
+                    "error": f"timed out after {timeout_s:.0f} s"}
+        wall = time.perf_counter() - t0
+        if not opath.exists():
+            return {"name": cfg.name, "config": dataclasses.asdict(cfg),
+                    "error": f"worker exited with status {proc.returncode} and wrote no result",
+                    "stderr_tail": proc.stderr[-4000:]}
+        row = json.loads(opath.read_text())
+        row["wall_s"] = wall
+        return row
+
+
+# ====================================================================================================================
+# Data pipeline
+# ====================================================================================================================
+def bench_data(store: str | os.PathLike, batch_size: int, T: int, device: str = "cpu", batches: int = 20,
+               workers: int = 2, seed: int = 0) -> dict[str, Any]:
+    """Seconds per batch of the CPU dataset (DataLoader with 0 and ``workers`` workers) and the device-resident loader.
+
+    Each loader's first batch (worker start-up, copying the split to the device) is reported apart as ``setup_s``;
+    ``s_per_batch`` is the median of the next ``batches`` batches, cycling epochs if the split is small.
+    """
+    import torch
+    from torch.utils.data import DataLoader
+
+    from slnl.data import GPUResidentLoader, load
+
+    dev = torch.device(device)
+    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
+    ds = load(store, split="xsub", subset="train", T=T)
+    out: dict[str, Any] = {"store": str(store), "split": "xsub", "subset": "train", "clips": len(ds),
+                           "batch_size": batch_size, "T": T, "batches_timed": batches}
+
+    def timed(make_iter: Callable[[], Iterable[Any]], to_device: bool) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        it = iter(make_iter())
+        first = next(it)
+        if to_device:
+            first[0].to(dev, non_blocking=True)
+        sync()
+        setup = time.perf_counter() - t0
+        times: list[float] = []
+        epoch = 0
+        while len(times) < batches:
+            t = time.perf_counter()
+            try:
+                xb, yb = next(it)
+            except StopIteration:
+                epoch += 1
+                if hasattr(ds, "set_epoch"):
+                    ds.set_epoch(epoch)
+                it = iter(make_iter())
+                continue
+            if to_device:
+                xb = xb.to(dev, non_blocking=True)
+            sync()
+            times.append(time.perf_counter() - t)
+        return {"setup_s": setup, "s_per_batch": statistics.median(times), "s_per_batch_mean": statistics.fmean(times)}
+
+    for w in sorted({0, workers}):
+        key = f"cpu_dataloader_workers{w}"
+        try:
+            out[key] = timed(lambda w=w: DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=w,
+                                                     drop_last=len(ds) >= batch_size,
+                                                     pin_memory=dev.type == "cuda",
+                                                     persistent_workers=False), to_device=dev.type == "cuda")
+        except Exception as e:
+            out[key] = {"error": f"{type(e).__name__}: {e}"}
+    try:
+        out["device_resident"] = timed(
+            lambda: GPUResidentLoader(ds, batch_size=batch_size, device=dev, shuffle=True, seed=seed,
+                                      drop_last=len(ds) >= batch_size), to_device=False)
+        out["device_resident"]["device"] = str(dev)
+    except Exception as e:
+        out["device_resident"] = {"error": f"{type(e).__name__}: {e}"}
+    return out
+
+
+def _attach_data_vs_step(data: dict[str, Any], rows: list[dict[str, Any]], preset: str) -> None:
+    """Data time per batch as a fraction of each matching training step (same preset and batch size)."""
+    comps = []
+    for row in rows:
+        c = row.get("config", {})
+        if "train" not in row or c.get("preset") != preset or c.get("batch_size") != data["batch_size"]:
+            continue
+        step = row["train"]["step_time_s_median"]
+        entry: dict[str, Any] = {"row": row["name"], "train_step_s": step}
+        for key, val in data.items():
+            if isinstance(val, dict) and "s_per_batch" in val:
+                entry[f"{key}_fraction_of_step"] = val["s_per_batch"] / step
+        comps.append(entry)
+    data["vs_train_step"] = comps
+
+
+# ====================================================================================================================
+# Suites
+# ====================================================================================================================
+@dataclass
+class Suite:
+    description: str
+    configs: list[BenchConfig]
+    data: dict[str, Any] | None = None  # {"preset": ..., "batch_size": ..., "T": ...} for bench_data
+    goal: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None
+    timeout_s: float = 600.0
+
+
+def _cpu_goal(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Fused non-local: peak memory <= 1/4 of the reference implementation's, and a step no slower."""
+    by = {r["config"]["nonlocal_impl"]: r for r in rows if "train" in r}
+    if set(by) != {"fused", "reference"}:
+        return {"passed": False, "reason": "a configuration failed: " +
+                "; ".join(f"{r['name']}: {r.get('error')}" for r in rows if "error" in r)}
+    f, r = by["fused"]["train"], by["reference"]["train"]
+    mem_ratio = f["peak_memory_bytes"] / r["peak_memory_bytes"]
+    time_ratio = f["step_time_s_median"] / r["step_time_s_median"]
+    return {
+        "memory_ratio_fused_over_reference": mem_ratio, "memory_goal": "<= 0.25", "memory_ok": mem_ratio <= 0.25,
+        "step_ratio_fused_over_reference": time_ratio, "speed_goal": "<= 1.0", "speed_ok": time_ratio <= 1.0,
+        "passed": mem_ratio <= 0.25 and time_ratio <= 1.0,
+    }
+
+
+def _gpu_suite() -> list[BenchConfig]:
+    common = dict(device="cuda", precision="bf16", steps=20, warmup=5, threads=4)
+    return [
+        BenchConfig(preset="ntu", batch_size=32, mode="both", **common),
+        BenchConfig(preset="ntu", batch_size=32, nonlocal_impl="reference", mode="train", **common),
+        BenchConfig(preset="ntu", batch_size=32, m1=0, mode="train", **common),
+        BenchConfig(preset="ntu", batch_size=128, mode="both", **common),
+        BenchConfig(preset="ntu", batch_size=32, compile=True, mode="train", **common),
+        BenchConfig(preset="ntu", batch_size=128, compile=True, mode="train", **common),
+        BenchConfig(preset="kinetics", batch_size=128, mode="both", **common),
+        BenchConfig(preset="ntu", batch_size=32, precision="fp32", mode="train",
+                    **{k: v for k, v in common.items() if k != "precision"}),
+    ]
+
+
+SUITES: dict[str, Suite] = {
+    "cpu-goal": Suite(
+        "NTU preset, m1=6, batch 4, fp32 training step on CPU (1 thread): fused vs reference non-local. "
+        "Goal: fused peak memory <= 1/4 of reference, and not slower.",
+        [BenchConfig(preset="ntu", batch_size=4, m1=6, nonlocal_impl=impl, precision="fp32", device="cpu",
+                     steps=5, warmup=1, mode="train", threads=1) for impl in ("fused", "reference")],
+        goal=_cpu_goal, timeout_s=900.0,
+    ),
+    "cpu-smoke": Suite(
+        "The cpu preset, batch 4, train and inference, fused vs reference, on CPU: a quick check of the harness.",
+        [BenchConfig(preset="cpu", batch_size=4, nonlocal_impl=impl, device="cpu", steps=3, warmup=1, mode="both")
+         for impl in ("fused", "reference")],
+        data={"preset": "cpu", "batch_size": 4}, timeout_s=300.0,
+    ),
+    "gpu": Suite(
+        "CUDA, bf16 unless noted: NTU batch 32 and 128 (eager and compiled), fused vs reference at batch 32, "
+        "local-only m1=0, Kinetics batch 128, an fp32 reference point; data pipeline at NTU batch 32.",
+        _gpu_suite(), data={"preset": "ntu", "batch_size": 32}, timeout_s=150.0,
+    ),
+}
+
+
+def _preset_T(preset: str) -> int:
+    from slnl.models import PRESETS
+
+    return int(PRESETS[preset].T)
+
+
+def _header() -> dict[str, Any]:
+    import torch
+
+    return {"torch": torch.__version__, "commit": git_commit(), "python": platform.python_version(),
+            "host": platform.node(), "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+def run_suite(name: str, isolate: bool = True, data_store: str | None = "synthetic",
+              only_device: str | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run every configuration of ``SUITES[name]`` (each in its own subprocess when ``isolate``)."""
+    suite = SUITES[name]
+    rows = []
+    for cfg in suite.configs:
+        if only_device:
+            cfg = dataclasses.replace(cfg, device=only_device)
+        log(f"[bench {name}] {cfg.name} ...")
+        row = measure_isolated(cfg, suite.timeout_s) if isolate else _safe_measure(cfg)
+        log(f"[bench {name}] {cfg.name}: {_one_line(row)}")
+        rows.append({**_header(), **row})
+    out: dict[str, Any] = {"suite": name, "description": suite.description, **_header(), "results": rows}
+    if suite.goal:
+        out["goal"] = suite.goal(rows)
+    if suite.data and data_store and data_store != "none":
+        dev = only_device or suite.configs[0].device
+        try:
+            store = _resolve_store(data_store)
+            d = bench_data(store, suite.data["batch_size"], _preset_T(suite.data["preset"]), device=dev)
+            _attach_data_vs_step(d, rows, suite.data["preset"])
+            out["data_pipeline"] = d
+        except Exception as e:
+            out["data_pipeline"] = {"error": f"{type(e).__name__}: {e}"}
+        log(f"[bench {name}] data pipeline: {json.dumps(out['data_pipeline'], default=str)[:600]}")
+    return out
+
+
+def _safe_measure(cfg: BenchConfig) -> dict[str, Any]:
+    try:
+        return measure(cfg)
+    except Exception as e:
+        return {"name": cfg.name, "config": dataclasses.asdict(cfg), "error": f"{type(e).__name__}: {e}",
+                "traceback": traceback.format_exc()}
+
+
+def _resolve_store(data: str) -> Path:
+    if data == "synthetic":
+        from slnl.data import synthetic
+
+        return Path(synthetic.ensure_default())
+    p = Path(data)
+    if not p.is_dir():
+        raise FileNotFoundError(f"--data {data}: not a prepared store directory (expected x.npy, labels.npy, ...)")
+    return p
+
+
+def _one_line(row: dict[str, Any]) -> str:
+    if "error" in row:
+        return f"ERROR {row['error']}"
+    parts = []
+    for mode in ("train", "infer"):
+        if mode in row:
+            r = row[mode]
+            parts.append(f"{mode} {r['samples_per_s']:.1f} samples/s (step {r['step_time_s_median'] * 1e3:.1f} ms), "
+                         f"peak {_mib(r['peak_memory_bytes'])} MiB, {r['flops_per_sample'] / 1e9:.2f} GFLOP/sample"
+                         + (f", MFU {100 * r['mfu']:.1f}%" if r.get("mfu") is not None else ""))
+    return "; ".join(parts)
+
+
+def _mib(b: float | None) -> str:
+    return "–" if b is None else f"{b / 2**20:.1f}"
+
+
+# ====================================================================================================================
+# Markdown
+# ====================================================================================================================
+def _rows_of(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    return doc["results"] if "results" in doc else [doc]
+
+
+def render_markdown(results_dir: str | os.PathLike = RESULTS_DIR) -> str:
+    """One table of every row in ``results_dir/*.json``, with the device each row came from."""
+    results_dir = Path(results_dir)
+    lines = [
+        "# Benchmarks",
+        "",
+        "Generated by `slnl bench --md` from the JSON files in this folder; method in `benchmarks/README.md` "
+        "(random inputs of the preset's shape, SMFL multi-task loss + Adam, median step time; peak memory: "
+        "`torch.cuda.max_memory_allocated` on CUDA, resident tensors + VmHWM growth in a fresh process on CPU; "
+        "FLOPs by `FlopCounterMode`, forward+backward for training).",
+        "",
+        "| file | device | preset | batch | m1 | non-local | precision | compiled | train samples/s | "
+        "infer samples/s | peak memory (MiB) | GFLOP/sample (train) | MFU train | torch | commit |",
+        "| --- | --- | --- | ---: | --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+    ]
+    goals = []
+    for path in sorted(results_dir.glob("*.json")):
+        try:
+            doc = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON ({e})") from e
+        for row in _rows_of(doc):
+            c = row.get("config", {})
+            dev = row.get("device", {})
+            dname = dev.get("name", c.get("device", "?"))
+            if dev.get("type") == "cpu":
+                dname = f"{dname} ({dev.get('threads')} thr)"
+            tr, inf = row.get("train", {}), row.get("infer", {})
+
+            def f(v: Any, fmt: str) -> str:
+                return "–" if v is None else format(v, fmt)
+
+            if "error" in row:
+                lines.append(f"| {path.name} | {dname} | {c.get('preset')} | {c.get('batch_size')} | "
+                             f"{c.get('m1') if c.get('m1') is not None else 'preset'} | {c.get('nonlocal_impl')} | "
+                             f"{c.get('precision')} | {c.get('compile')} | error: {row['error'][:80]} | | | | | | |")
+                continue
+            lines.append(
+                f"| {path.name} | {dname} | {c.get('preset')} | {c.get('batch_size')} | "
+                f"{c.get('m1') if c.get('m1') is not None else 'preset'} | {c.get('nonlocal_impl')} | "
+                f"{c.get('precision')} | {'yes' if c.get('compile') else 'no'} | "
+                f"{f(row.get('train_samples_per_s'), '.1f')} | {f(row.get('infer_samples_per_s'), '.1f')} | "
+                f"{_mib(row.get('peak_memory_bytes'))} | "
+                f"{f(tr.get('flops_per_sample') and tr['flops_per_sample'] / 1e9, '.2f')} | "
+                f"{f(tr.get('mfu') and 100 * tr['mfu'], '.1f')}{'%' if tr.get('mfu') is not None else ''} | "
+                f"{row.get('torch', doc.get('torch', '?'))} | {(row.get('commit') or doc.get('commit') or '?')[:8]} |"
+            )
+        if "goal" in doc:
+            goals.append(f"- `{path.name}` ({doc.get('suite')}): " + ", ".join(
+                f"{k} = {v:.3f}" if isinstance(v, float) else f"{k} = {v}" for k, v in doc["goal"].items()))
+        if isinstance(doc.get("data_pipeline"), dict) and "error" not in doc["data_pipeline"]:
+            d = doc["data_pipeline"]
+            parts = [f"{k}: {1e3 * v['s_per_batch']:.2f} ms/batch" for k, v in d.items()
+                     if isinstance(v, dict) and "s_per_batch" in v]
+            fr = [f"{e['row']}: " + ", ".join(f"{k.replace('_fraction_of_step', '')} {100 * v:.1f}%"
+                                              for k, v in e.items() if k.endswith("_fraction_of_step"))
+                  for e in d.get("vs_train_step", [])]
+            goals.append(f"- `{path.name}` data pipeline (batch {d['batch_size']}, T={d['T']}): " + "; ".join(parts)
+                         + ("; as a fraction of the training step — " + " | ".join(fr) if fr else ""))
+    if goals:
+        lines += ["", "## Goals and data pipeline", "", *goals]
+    return "\n".join(lines) + "\n"
+
+
+# ====================================================================================================================
+# Time to reproduce the paper's tables
+# ====================================================================================================================
+def _pick_throughput(rows: list[dict[str, Any]], preset: str, batch_size: int | None = None) -> dict[str, Any] | None:
+    """The fastest training row of ``preset`` at the paper's batch size (else at any batch size)."""
+    batch_size = batch_size or PAPER_BATCH.get(preset)
+    cands = [r for r in rows if r.get("train_samples_per_s") and r.get("config", {}).get("preset") == preset]
+    paper = [r for r in cands if r["config"].get("batch_size") == batch_size]
+    pool = paper or cands
+    return max(pool, key=lambda r: r["train_samples_per_s"]) if pool else None
+
+
+def time_to_reproduce(rows: list[dict[str, Any]], tables: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per table and split: ``runs x epochs x training clips / throughput`` in hours.
+
+    ``tables`` items: ``{"table", "dataset": "ntu60" | "kinetics", "split": "xsub" | "xview" | "default", "runs",
+    "epochs"?, "batch_size"?}`` (``paper_tables()``). Throughput is the fastest measured training row of the matching
+    preset at the paper's batch size (else any batch size). An estimate: it counts training steps only (no
+    evaluation passes, no data-pipeline stalls) and uses one model's throughput for every row, while rows differ
+    (``m1``, affinity, single-stream transforms) — the m1 = 0 and fused/reference rows of a suite show by how much.
+    """
+    out = []
+    for t in tables:
+        preset = "kinetics" if t["dataset"] == "kinetics" else "ntu"
+        clips = TRAIN_CLIPS.get((t["dataset"], t["split"]))
+        if clips is None:
+            raise ValueError(f"time_to_reproduce: no training-clip count for dataset {t['dataset']!r}, "
+                             f"split {t['split']!r}; known: {sorted(TRAIN_CLIPS)}")
+        row = _pick_throughput(rows, preset, t.get("batch_size"))
+        epochs = int(t.get("epochs", PAPER_EPOCHS[preset]))
+        entry = {**t, "preset": preset, "epochs": epochs, "clips": clips,
+                 "samples": t["runs"] * epochs * clips, "throughput": None, "hours": None, "from_row": None}
+        if row is not None:
+            entry["throughput"] = row["train_samples_per_s"]
+            entry["hours"] = entry["samples"] / row["train_samples_per_s"] / 3600
+            entry["from_row"] = row["name"]
+            entry["device"] = row.get("device", {}).get("name")
+        out.append(entry)
+    return out
+
+
+def render_time_to_reproduce(entries: list[dict[str, Any]]) -> str:
+    lines = ["| table | dataset | split | runs | epochs | clips | samples | throughput (samples/s) | hours | "
+             "from row | device |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"]
+    total = 0.0
+    for e in entries:
+        hours = "–" if e["hours"] is None else f"{e['hours']:.1f}"
+        thr = "–" if e["throughput"] is None else f"{e['throughput']:.1f}"
+        total += e["hours"] or 0.0
+        lines.append(f"| {e['table']} | {e['dataset']} | {e['split']} | {e['runs']} | {e['epochs']} | {e['clips']} | "
+                     f"{e['samples']:,} | {thr} | {hours} | {e['from_row'] or 'no matching row'} | "
+                     f"{e.get('device') or '–'} |")
+    lines.append(f"| **total** | | | | | | | | **{total:.1f}** | | |")
+    return "\n".join(lines) + "\n"
+
+
+def paper_tables(seeds: int = 1) -> list[dict[str, Any]]:
+    """Runs per (table, split) from ``slnl.experiments``: its runnable rows x ``seeds``, at the ``paper`` scale."""
+    from slnl import experiments
+
+    return experiments_to_runs(experiments.TABLES.values(), experiments.SCALES["paper"], seeds)
+
+
+def experiments_to_runs(tables: Iterable[Any], scale: Any, seeds: int = 1) -> list[dict[str, Any]]:
+    """One entry per (table, split) of the paper: NTU tables report CS and CV (two trainings per row), Kinetics
+    tables top-1/top-5 of its one split. Published (non-runnable) rows cost nothing. A row shared by two tables
+    (a baseline) is counted in both, as the sweep runs each table on its own."""
+    out = []
+    for t in tables:
+        runs = sum(1 for r in t.rows if r.runnable) * seeds
+        if runs == 0:
+            continue
+        splits = ("xsub", "xview") if tuple(t.columns) == ("CS", "CV") else ("default",)
+        for split in splits:
+            out.append({"table": t.name, "dataset": t.paper_dataset, "split": split, "runs": runs,
+                        "epochs": int(scale.epochs[t.family]), "batch_size": scale.batch_size[t.family]})
+    return out
+
+
+# ====================================================================================================================
+# CLI
+# ====================================================================================================================
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="slnl bench", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default="cpu", help="model preset: cpu | ntu | kinetics (default cpu)")
+    p.add_argument("--batch-size", type=int, default=None, help="batch size (default: 4 on CPU, the paper's on CUDA)")
+    p.add_argument("--m1", type=int, default=None, help="number of SLnL blocks (default: the preset's)")
+    p.add_argument("--nonlocal", dest="nonlocal_impl", choices=NONLOCAL_IMPLS, default="fused")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda if available)")
+    p.add_argument("--steps", type=int, default=10, help="timed steps (default 10)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed warm-up steps (default 3)")
+    p.add_argument("--mode", choices=MODES, default="train")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: $OMP_NUM_THREADS or 1)")
+    p.add_argument("--peak-tflops", type=float, default=None, help="device peak for MFU (overrides the table)")
+    p.add_argument("--data", default="synthetic",
+                   help="bench the data pipeline on this prepared store; 'synthetic' (default) or 'none'")
+    p.add_argument("--json", default=None, help="write the result here (atomic)")
+    p.add_argument("--md", default=None, help="regenerate this markdown file from all *.json beside it")
+    p.add_argument("--md-only", action="store_true", help="only regenerate --md; measure nothing")
+    p.add_argument("--suite", choices=sorted(SUITES), default=None, help="run a predefined list of configurations")
+    p.add_argument("--isolate", choices=("auto", "yes", "no"), default="auto",
+                   help="one subprocess per configuration (auto: yes; needed for CPU peak memory)")
+    p.add_argument("--out-dir", default=None, help="where --suite writes <suite>.json (default results/bench)")
+    p.add_argument("--time-to-reproduce", action="store_true",
+                   help="print training time per paper table from the throughput in --from")
+    p.add_argument("--from", dest="from_json", default=None, help="bench JSON for --time-to-reproduce")
+    p.add_argument("--worker", nargs=2, metavar=("CONFIG", "OUT"), help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "bench":
+        argv = argv[1:]
+    args = _parser().parse_args(argv)
+    if args.worker:
+        return _worker(*args.worker)
+
+    if args.time_to_reproduce:
+        if not args.from_json:
+            print("slnl bench --time-to-reproduce: --from FILE (a bench JSON) is required", file=sys.stderr)
+            return 2
+        doc = json.loads(Path(args.from_json).read_text())
+        print(render_time_to_reproduce(time_to_reproduce(_rows_of(doc), paper_tables())), end="")
+        return 0
+
+    if args.md_only:
+        md = Path(args.md or RESULTS_DIR / "README.md")
+        atomic_write_text(md, render_markdown(md.parent))
+        print(f"wrote {md}")
+        return 0
+
+    threads = args.threads or int(os.environ.get("OMP_NUM_THREADS", "1") or 1)
+    isolate = args.isolate != "no"
+
+    if args.suite:
+        out_dir = Path(args.out_dir) if args.out_dir else RESULTS_DIR
+        doc = run_suite(args.suite, isolate=isolate, data_store=args.data, only_device=args.device)
+        path = Path(args.json) if args.json else out_dir / f"{args.suite}.json"
+        atomic_write_json(path, doc)
+        print(f"wrote {path}")
+        if "goal" in doc:
+            print("goal: " + json.dumps(doc["goal"]))
+    else:
+        import torch
+
+        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        bs = args.batch_size or (PAPER_BATCH.get(args.preset, 4) if device.startswith("cuda") else 4)
+        cfg = BenchConfig(preset=args.preset, batch_size=bs, m1=args.m1, nonlocal_impl=args.nonlocal_impl,
+                          precision=args.precision, compile=args.compile, device=device, steps=args.steps,
+                          warmup=args.warmup, mode=args.mode, threads=threads, peak_tflops=args.peak_tflops)
+        row = {**_header(), **(measure_isolated(cfg) if isolate else _safe_measure(cfg))}
+        print(f"{cfg.name}: {_one_line(row)}")
+        if args.data and args.data != "none" and "error" not in row:
+            try:
+                d = bench_data(_resolve_store(args.data), bs, _preset_T(args.preset), device=device)
+                _attach_data_vs_step(d, [row], args.preset)
+                row["data_pipeline"] = d
+            except Exception as e:
+                row["data_pipeline"] = {"error": f"{type(e).__name__}: {e}"}
+            print("data pipeline: " + json.dumps(row["data_pipeline"], default=str)[:800])
+        path = Path(args.json) if args.json else None
+        if path:
+            atomic_write_json(path, row)
+            print(f"wrote {path}")
+        doc = row
+    if args.md:
+        md = Path(args.md)
+        atomic_write_text(md, render_markdown(md.parent))
+        print(f"wrote {md}")
+    rows = _rows_of(doc)
+    return 1 if any("error" in r for r in rows) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,156 @@
+"""`slnl bench`: the CLI writes what it measured, FLOP counts match analytic counts, MFU and time-to-reproduce
+arithmetic, the CPU peak-memory method sees a known allocation."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from slnl import bench
+
+
+@pytest.fixture(scope="module")
+def tiny_json(tmp_path_factory):
+    """One real `slnl bench` run (through the top-level CLI) of the cpu preset, batch 2, train + inference."""
+    from slnl.cli import main
+
+    out = tmp_path_factory.mktemp("bench") / "tiny.json"
+    rc = main(["bench", "--preset", "cpu", "--batch-size", "2", "--steps", "2", "--warmup", "1", "--mode", "both",
+               "--device", "cpu", "--threads", "1", "--data", "none", "--json", str(out)])
+    assert rc == 0
+    return out
+
+
+def test_cli_json_top_level(tiny_json):
+    doc = json.loads(tiny_json.read_text())
+    assert "error" not in doc, doc.get("traceback")
+    # Top level: what the lead's tools read.
+    assert doc["train_samples_per_s"] > 0 and doc["infer_samples_per_s"] > 0
+    assert doc["peak_memory_bytes"] == doc["train"]["peak_memory_bytes"] > 0
+    assert doc["config"]["preset"] == "cpu" and doc["config"]["batch_size"] == 2 and doc["config"]["mode"] == "both"
+    assert doc["device"]["type"] == "cpu" and doc["device"]["name"]
+    assert doc["torch"] == torch.__version__
+    assert "commit" in doc and doc["model"]["input_shape"][0] == 2
+    # Internal consistency: samples/s is batch / median step time of exactly `steps` timed steps.
+    tr = doc["train"]
+    assert len(tr["step_times_s"]) == 2
+    assert math.isclose(tr["samples_per_s"], 2 / tr["step_time_s_median"], rel_tol=1e-12)
+    # The peak holds at least the weights, gradients, Adam's two moments and the batch: 4 x params x 4 bytes.
+    assert tr["resident_tensor_bytes"] >= 4 * 4 * doc["model"]["params"]
+    assert tr["peak_memory_bytes"] == tr["resident_tensor_bytes"] + tr["step_peak_memory_bytes"]
+    # A training step (forward + backward) costs about three forwards (backward = 2 x forward for every
+    # convolution and product except the first layer's input gradient, which is not needed).
+    ratio = tr["flops_per_sample"] / doc["infer"]["flops_per_sample"]
+    assert 2.5 < ratio <= 3.0
+    assert tr["loss_finite"] and tr["mfu"] is None  # CPU: no peak given
+
+
+def test_markdown_lists_rows_with_device(tiny_json):
+    md = bench.render_markdown(tiny_json.parent)
+    doc = json.loads(tiny_json.read_text())
+    row = [line for line in md.splitlines() if line.startswith("| tiny.json")]
+    assert len(row) == 1 and doc["device"]["name"] in row[0] and f"{doc['train_samples_per_s']:.1f}" in row[0]
+
+
+def test_linear_flops_are_analytic():
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(7, 5)
+    x = torch.randn(3, 7, requires_grad=True)
+    fwd = 2 * 3 * 7 * 5  # (3 x 7) @ (7 x 5), 2 FLOPs per multiply-add
+    assert bench.count_flops(lambda: lin(x)) == fwd
+    # backward: grad_input (3x5 @ 5x7) and grad_weight (5x3 @ 3x7), each as many FLOPs as the forward
+    assert bench.count_flops(lambda: lin(x).sum().backward()) == 3 * fwd
+
+
+@pytest.mark.parametrize("L,d", [(48, 8), (33, 16)])
+def test_fused_attention_counts_the_model_flops_of_the_reference(L, d):
+    """SDPA on CPU dispatches to a flash kernel PyTorch's counter does not know; ours counts it, forward 2 products
+    (4 L^2 d) and backward 4 products (8 L^2 d, the flash recomputation of QK^T excluded), equal to einsum's."""
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 1, L, d, requires_grad=True) for _ in range(3))
+
+    def fused():
+        F.scaled_dot_product_attention(q, k, v, scale=1.0).sum().backward()
+
+    def reference():
+        a = torch.softmax(torch.einsum("bhid,bhjd->bhij", q, k), dim=-1)
+        torch.einsum("bhij,bhjd->bhid", a, v).sum().backward()
+
+    with torch.no_grad():
+        assert bench.count_flops(lambda: F.scaled_dot_product_attention(q, k, v)) == 2 * 4 * L * L * d
+    assert bench.count_flops(fused) == bench.count_flops(reference) == 2 * 12 * L * L * d
+
+
+def test_mfu_and_peaks():
+    assert bench.mfu(2e9, 250.0, 1.0) == pytest.approx(0.5)  # 2 GFLOP x 250/s = 0.5 TFLOP/s of 1
+    assert bench.mfu(2e9, 250.0, None) is None and bench.mfu(None, 250.0, 989.4) is None
+    assert bench.peak_tflops_for("NVIDIA H100 80GB HBM3", "bf16", tf32=True) == (989.4, "bf16")
+    assert bench.peak_tflops_for("NVIDIA H100 PCIe", "bf16", tf32=True) == (756.0, "bf16")
+    assert bench.peak_tflops_for("NVIDIA H200", "fp32", tf32=True) == (494.7, "tf32")
+    assert bench.peak_tflops_for("NVIDIA H200", "fp32", tf32=False) == (66.9, "fp32")
+    assert bench.peak_tflops_for("Tesla T4", "bf16", tf32=True) == (None, None)
+
+
+def test_cpu_memory_probe_sees_a_known_allocation():
+    """A step that touches 64 MiB (above glibc's largest dynamic mmap threshold, so it is mmap'ed and unmapped)
+    raises the measured step peak by about 64 MiB; with a resettable high-water mark, by not much more."""
+    probe = bench._MemoryProbe(torch.device("cpu"))
+    probe.start(lambda: 123)
+    t = torch.ones(64 * 2**20 // 4)  # 64 MiB, every page written
+    del t
+    res = probe.stop()
+    # (a few pages of the resident set may be given back meanwhile: allow 2 MiB)
+    assert res["step_peak_memory_bytes"] >= 62 * 2**20
+    assert res["peak_memory_bytes"] == 123 + res["step_peak_memory_bytes"]
+    if probe.hwm_reset:
+        assert res["step_peak_memory_bytes"] < 96 * 2**20
+
+
+def test_cpu_goal_verdict_arithmetic():
+    def row(impl, peak, step):
+        return {"config": {"nonlocal_impl": impl}, "train": {"peak_memory_bytes": peak, "step_time_s_median": step}}
+
+    g = bench._cpu_goal([row("fused", 100, 1.0), row("reference", 400, 1.5)])
+    assert g["memory_ratio_fused_over_reference"] == 0.25 and g["memory_ok"] and g["speed_ok"] and g["passed"]
+    g = bench._cpu_goal([row("fused", 101, 1.0), row("reference", 400, 0.9)])
+    assert not g["memory_ok"] and not g["speed_ok"] and not g["passed"]
+    g = bench._cpu_goal([row("fused", 1, 1.0), {"name": "x", "config": {"nonlocal_impl": "reference"}, "error": "E"}])
+    assert not g["passed"] and "E" in g["reason"]
+
+
+def test_time_to_reproduce(tmp_path, capsys):
+    from slnl import experiments
+
+    rows = [
+        {"name": "a", "train_samples_per_s": 100.0, "config": {"preset": "ntu", "batch_size": 32}},
+        {"name": "b", "train_samples_per_s": 900.0, "config": {"preset": "ntu", "batch_size": 128}},  # not paper's
+        {"name": "c", "train_samples_per_s": 50.0, "config": {"preset": "kinetics", "batch_size": 128}},
+    ]
+    tables = bench.paper_tables()
+    t3 = experiments.TABLES["table3"]
+    n3 = sum(r.runnable for r in t3.rows)
+    cs = next(e for e in tables if e["table"] == "table3" and e["split"] == "xsub")
+    assert cs["runs"] == n3 and cs["epochs"] == 300 and {e["split"] for e in tables if e["table"] == "table3"} == {
+        "xsub", "xview"}
+    est = {(e["table"], e["split"]): e for e in bench.time_to_reproduce(rows, tables)}
+    e = est[("table3", "xsub")]
+    assert e["from_row"] == "a" and e["hours"] == pytest.approx(n3 * 300 * 40_320 / 100.0 / 3600)
+    assert est[("table3", "xview")]["hours"] == pytest.approx(n3 * 300 * 37_920 / 100.0 / 3600)
+    k = est[("table2", "default")]
+    assert k["from_row"] == "c" and k["hours"] == pytest.approx(k["runs"] * 100 * 240_000 / 50.0 / 3600)
+
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"suite": "x", "results": rows}))
+    assert bench.main(["bench", "--time-to-reproduce", "--from", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "| table3 | ntu60 | xsub |" in out and "**total**" in out
+
+
+def test_bad_config_is_a_clear_error():
+    with pytest.raises(ValueError, match="precision"):
+        bench.BenchConfig(precision="fp16")
+    with pytest.raises(ValueError, match="batch_size"):
+        bench.BenchConfig(batch_size=0)
