@@ -14,6 +14,8 @@ Choices the paper leaves open (and why):
   order of persons and lets an absent (zero-filled) second person fall back to the first.
 * Pooling: ``nn.MaxPool2d(2, ceil_mode=True)`` after blocks 2, 4, 6(, 8), literally "every two blocks"; ceil mode so an
   odd T' or N' never drops the last frame or joint.
+* Velocity is taken of every input channel, including Kinetics' confidence score (its change is informative and
+  this keeps one code path for both datasets).
 * Heads: plain linear layers on the globally pooled features; the concatenated head sees [f_p; f_v]. A single-stream
   row (Pos-N, Vel-N) has ``None`` for the missing head and its ``c`` head is an FC of the one stream's features.
 """
@@ -61,7 +63,7 @@ class ModelConfig:
     transform: str = "CS-T"  # Table 3 row
     attention: str = "rFA"  # Table 5 row
     affinity: str = "SLnL"  # Table 6 row
-    m1: int = 3  # SLnL blocks (first); M2 = depth - m1 local blocks follow
+    m1: int = 3  # SLnL blocks (first); M2 = depth - m1 local blocks follow. Ignored when affinity="Local".
     nonlocal_impl: str = "fused"
 
     @property
@@ -178,7 +180,6 @@ class SLnLNet(nn.Module):
                 f"SLnLNet expects x of shape (B, C, T, V, M) = (B, {', '.join(map(str, expected))}) "
                 f"for this config, got {tuple(x.shape)}"
             )
-        feats = []
         f_p = self.position(x) if self.position is not None else None
         f_v = self.velocity(velocity(x)) if self.velocity is not None else None
         feats = [f for f in (f_p, f_v) if f is not None]

@@ -5,21 +5,30 @@ For ``x: (B, P, T, N)`` and positions i, j of one sequence,
     y_i = Σ_j softmax_j(ϕ(x_i)^T ψ(x_j)) g(x_j)        (Eq. 6–10, Z_i = Σ_j φ(x_i, x_j) makes it a softmax)
     out = W_w y                                         (Eq. 11)
 
-with ϕ, ψ, g 1×1 convolutions P → L, P → L, P → Q (no bias: Eq. 7, 9, 10 have none) and W_w a 1×1 convolution
-Q → Q whose weight and bias start at zero, so a freshly inserted module outputs exactly 0 and an SLnL block starts
+with ϕ, ψ, g linear maps of the channels (1×1 convolutions) P → L, P → L, P → Q (no bias: Eq. 7, 9, 10 have none)
+and W_w a linear map Q → Q whose weight and bias start at zero, so a freshly inserted module outputs exactly 0 and an SLnL block starts
 as its local block ("drop-in without breaking its initial behaviour", §3.3).
 
 Choices the paper leaves open:
 * Embedding width L = Q. The paper fixes W_g ∈ R^{Q×P} and W_w ∈ R^{Q×Q} but not L; L = Q gives q, k, v the same
-  head size, which the fused SDPA kernels (flash / memory-efficient) require, and lets ϕ, ψ, g be one 1×1 conv P → 3Q.
+  head size, which the fused SDPA kernels (flash / memory-efficient) require, and lets ϕ, ψ, g be one projection
+  P → 3Q.
+* Layout: the 1×1 convolutions are applied as ``nn.Linear`` on a channels-last view, so [W_ϕ; W_ψ; W_g] writes q, k, v
+  straight into the (sequence, channel) layout SDPA wants (one GEMM, no copy for "s" and "st"), and W_w runs on
+  SDPA's output before the layout is turned back. Same mathematics as a Conv2d(·, ·, 1); measured faster on CPU
+  (fewer layout copies) and it is what fused attention kernels consume.
 * No 1/√L scaling: Eq. 8 is exp(ϕ^T ψ) (as in Wang et al. 2017's embedded Gaussian), so SDPA gets ``scale=1.0``.
 * ``dims`` picks the set Ω: "t" attends over the T frames of each joint, "s" over the N joints of each frame, "st"
   over all T·N positions of a clip.
 
-``impl="fused"`` runs ``F.scaled_dot_product_attention`` on 4-D ``(batch, 1, seq, Q)`` tensors whose last axis is
-contiguous and whose q, k, v share one head size, so PyTorch dispatches to a fused kernel (flash attention on CPU and
+``impl="fused"`` runs ``F.scaled_dot_product_attention`` on 4-D ``(batch, 1, seq, Q)`` tensors whose last axis has
+stride 1 and whose q, k, v share one head size, so PyTorch dispatches to a fused kernel (flash attention on CPU and
 CUDA, memory-efficient attention otherwise) that never stores the (seq × seq) affinity. ``impl="reference"`` is
 einsum + softmax with the affinity materialised; ``affinity(x)`` returns that matrix for visualisation.
+Seen dispatching (torch profiler): ``_scaled_dot_product_flash_attention_for_cpu`` on CPU (torch 2.13, tested);
+``_efficient_attention_forward/backward`` in float32 and ``_cudnn_attention_forward/backward`` under bf16 autocast on
+an H200 (torch 2.11). There, one bf16 training step of the ntu preset at batch 32 peaked at 3.8 GiB fused against
+38 GiB with the reference path.
 """
 from __future__ import annotations
 
@@ -42,22 +51,21 @@ class NonLocal(nn.Module):
             raise ValueError(f"unknown nonlocal_impl {impl!r}; expected one of {', '.join(NONLOCAL_IMPLS)}")
         self.dims, self.impl = dims, impl
         self.in_channels, self.out_channels = in_channels, out_channels
-        # [W_ϕ; W_ψ; W_g] fused into one 1×1 conv P -> 3Q (L = Q): one read of x, one layout change for q, k and v.
-        self.qkv = nn.Conv2d(in_channels, 3 * out_channels, 1, bias=False)
-        self.W_w = nn.Conv2d(out_channels, out_channels, 1)
+        # [W_ϕ; W_ψ; W_g] fused into one projection P -> 3Q (L = Q): one read of x, one GEMM for q, k and v.
+        self.qkv = nn.Linear(in_channels, 3 * out_channels, bias=False)
+        self.W_w = nn.Linear(out_channels, out_channels)
         nn.init.zeros_(self.W_w.weight)
         nn.init.zeros_(self.W_w.bias)
 
-    # (B, 3Q, T, N) -> q, k, v each (B', 1, L, Q) with the channel axis last and contiguous.
+    # (B, P, T, N) -> q, k, v each (B', 1, L, Q), views of one (B', 1, L, 3Q) tensor: channel axis last, stride 1.
     def _sequences(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         B, _, T, N = x.shape
-        h = self.qkv(x)
         if self.dims == "t":
-            h = h.permute(0, 3, 2, 1).reshape(B * N, 1, T, -1)
+            h = self.qkv(x.permute(0, 3, 2, 1)).reshape(B * N, 1, T, -1)
         elif self.dims == "s":
-            h = h.permute(0, 2, 3, 1).reshape(B * T, 1, N, -1)
+            h = self.qkv(x.permute(0, 2, 3, 1)).reshape(B * T, 1, N, -1)
         else:
-            h = h.permute(0, 2, 3, 1).reshape(B, 1, T * N, -1)
+            h = self.qkv(x.permute(0, 2, 3, 1)).reshape(B, 1, T * N, -1)
         return h.chunk(3, dim=-1)
 
     def _back(self, y: Tensor, B: int, T: int, N: int) -> Tensor:
@@ -81,12 +89,11 @@ class NonLocal(nn.Module):
         B, _, T, N = x.shape
         q, k, v = self._sequences(x)
         if self.impl == "fused":
-            q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
             y = F.scaled_dot_product_attention(q, k, v, scale=1.0)
         else:
             a = torch.softmax(torch.einsum("bhid,bhjd->bhij", q, k), dim=-1)
             y = torch.einsum("bhij,bhjd->bhid", a, v)
-        return self.W_w(self._back(y, B, T, N))
+        return self._back(self.W_w(y), B, T, N)
 
     def extra_repr(self) -> str:
         return f"P={self.in_channels}, Q=L={self.out_channels}, dims={self.dims}, impl={self.impl}"
