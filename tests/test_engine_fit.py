@@ -291,3 +291,11 @@ def test_gpu_fetcher_equals_cpu_fetcher(tiny_store):
         xc, yc = _CPUFetcher(ds, pin=False)(pos)
         xg, yg = _GPUFetcher(ds, torch.device("cpu"), torch.float32)(pos)
         assert torch.equal(xc, xg) and torch.equal(yc, yg)
+
+
+def test_progress_bar_only_when_asked(tiny_store, tmp_path, capsys):
+    fit(tiny_config(tiny_store, tmp_path / "quiet", epochs=1, max_steps_per_epoch=2))
+    assert "sample/s" not in capsys.readouterr().err
+    fit(tiny_config(tiny_store, tmp_path / "bar", epochs=1, max_steps_per_epoch=2, progress=True))
+    err = capsys.readouterr().err
+    assert "epoch 1/1" in err and "sample/s" in err  # tqdm: throughput and ETA in samples
