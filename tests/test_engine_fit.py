@@ -152,7 +152,7 @@ def test_run_directory_and_result(tiny_store, tmp_path):
     assert saved.lr == 2e-3 and saved.precision == "fp32" and saved.model["num_classes"] == 4
 
 
-def test_evaluate_recomputes_the_final_numbers_independently(tiny_store, tmp_path):
+def test_evaluate_recomputes_the_final_numbers_independently(tiny_store, tmp_path, capsys):
     from slnl import data as sdata
     from slnl.models import build
 
@@ -172,6 +172,14 @@ def test_evaluate_recomputes_the_final_numbers_independently(tiny_store, tmp_pat
     assert ev["top1"] == pytest.approx(float((c.argmax(1) == y).float().mean()))
     top5 = c.topk(min(5, c.shape[1]), 1).indices.eq(y[:, None]).any(1).float().mean()
     assert ev["top5"] == pytest.approx(float(top5))
+    # `slnl eval RUN_DIR` prints the same numbers and can write the full result.
+    from slnl.engine.cli import main
+
+    assert main(["eval", str(run), "--json", str(tmp_path / "ev.json")]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (printed["top1"], printed["top5"], printed["n"]) == (ev["top1"], ev["top5"], 16)
+    assert json.loads((tmp_path / "ev.json").read_text())["confusion"] == ev["confusion"]
+    assert main(["eval", str(tmp_path / "nothing")]) == 2
 
 
 def test_finished_runs_are_protected_and_returned(tiny_store, tmp_path):
