@@ -492,8 +492,9 @@ def bench_data(store: str | os.PathLike, batch_size: int, T: int, device: str = 
                workers: int = 2, seed: int = 0) -> dict[str, Any]:
     """Seconds per batch of the CPU dataset (DataLoader with 0 and ``workers`` workers) and the device-resident loader.
 
-    Each loader's first batch (worker start-up, copying the split to the device) is reported apart as ``setup_s``;
-    ``s_per_batch`` is the median of the next ``batches`` batches, cycling epochs if the split is small.
+    Each loader's construction and first batch (worker start-up, copying the split to the device) is reported apart
+    as ``setup_s``; ``s_per_batch`` is the median of the next ``batches`` batches (host-to-device copy included for
+    the CPU path on CUDA), cycling epochs if the split is small. Workers are persistent, as a training run's would be.
     """
     import torch
     from torch.utils.data import DataLoader
@@ -506,9 +507,10 @@ def bench_data(store: str | os.PathLike, batch_size: int, T: int, device: str = 
     out: dict[str, Any] = {"store": str(store), "split": "xsub", "subset": "train", "clips": len(ds),
                            "batch_size": batch_size, "T": T, "batches_timed": batches}
 
-    def timed(make_iter: Callable[[], Iterable[Any]], to_device: bool) -> dict[str, Any]:
+    def timed(make: Callable[[], Any], to_device: bool) -> dict[str, Any]:
         t0 = time.perf_counter()
-        it = iter(make_iter())
+        loader = make()
+        it = iter(loader)
         first = next(it)
         if to_device:
             first[0].to(dev, non_blocking=True)
@@ -519,12 +521,12 @@ def bench_data(store: str | os.PathLike, batch_size: int, T: int, device: str = 
         while len(times) < batches:
             t = time.perf_counter()
             try:
-                xb, yb = next(it)
-            except StopIteration:
+                xb, _ = next(it)
+            except StopIteration:  # a small split: next epoch (the epoch boundary itself is not timed)
                 epoch += 1
-                if hasattr(ds, "set_epoch"):
-                    ds.set_epoch(epoch)
-                it = iter(make_iter())
+                if hasattr(loader, "set_epoch"):
+                    loader.set_epoch(epoch)
+                it = iter(loader)
                 continue
             if to_device:
                 xb = xb.to(dev, non_blocking=True)
@@ -532,19 +534,19 @@ def bench_data(store: str | os.PathLike, batch_size: int, T: int, device: str = 
             times.append(time.perf_counter() - t)
         return {"setup_s": setup, "s_per_batch": statistics.median(times), "s_per_batch_mean": statistics.fmean(times)}
 
+    drop_last = len(ds) >= batch_size
     for w in sorted({0, workers}):
         key = f"cpu_dataloader_workers{w}"
         try:
             out[key] = timed(lambda w=w: DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=w,
-                                                     drop_last=len(ds) >= batch_size,
-                                                     pin_memory=dev.type == "cuda",
-                                                     persistent_workers=False), to_device=dev.type == "cuda")
+                                                     drop_last=drop_last, pin_memory=dev.type == "cuda",
+                                                     persistent_workers=w > 0), to_device=dev.type == "cuda")
         except Exception as e:
             out[key] = {"error": f"{type(e).__name__}: {e}"}
     try:
         out["device_resident"] = timed(
             lambda: GPUResidentLoader(ds, batch_size=batch_size, device=dev, shuffle=True, seed=seed,
-                                      drop_last=len(ds) >= batch_size), to_device=False)
+                                      drop_last=drop_last), to_device=False)
         out["device_resident"]["device"] = str(dev)
     except Exception as e:
         out["device_resident"] = {"error": f"{type(e).__name__}: {e}"}
@@ -565,6 +567,125 @@ def _attach_data_vs_step(data: dict[str, Any], rows: list[dict[str, Any]], prese
                 entry[f"{key}_fraction_of_step"] = val["s_per_batch"] / step
         comps.append(entry)
     data["vs_train_step"] = comps
+
+
+# ====================================================================================================================
+# Correctness on a device: the same weights against a float64 CPU reference
+# ====================================================================================================================
+# ||a - b|| / ||b|| against float64 on the CPU. Measured on CPU fp32 (ntu preset, batch 2, m1 = 6, random W_w):
+# outputs ~4e-6, loss ~7e-7, gradients 5e-5 (reference) and 4e-4 (fused: the paper's unscaled exp(phi^T psi)
+# gives large attention logits, whose softmax amplifies float32 rounding). Limits leave ~5x room for other kernels.
+CHECK_TOL = {"out": 1e-4, "loss": 1e-5, "grad": 2e-3, "grad_tensor": 2e-2}
+
+
+def _rel(a: Any, b: Any) -> float:
+    import torch
+
+    a, b = a.detach().double().cpu(), b.detach().double().cpu()
+    return float((a - b).norm() / b.norm().clamp_min(torch.finfo(torch.float64).tiny))
+
+
+def _check_step(model: Any, x: Any, y: Any, precision: str) -> dict[str, Any]:
+    """Forward + SMFL multi-task loss + backward; returns heads, loss and gradients (on the CPU, detached)."""
+    import contextlib
+
+    import torch
+
+    from slnl.losses import MultiTaskLoss, make_loss
+
+    model.zero_grad(set_to_none=True)
+    ctx = (torch.autocast(device_type=x.device.type, dtype=torch.bfloat16) if precision == "bf16"
+           else contextlib.nullcontext())
+    with ctx:
+        heads = model(x)
+        loss, _ = MultiTaskLoss(make_loss("SMFL", gamma=2.0, m=0.4))(heads, y)
+    loss.backward()
+    return {"heads": [h.detach().double().cpu() if h is not None else None for h in heads],
+            "loss": loss.detach().double().cpu(),
+            "grads": [p.grad.detach().double().cpu() if p.grad is not None else torch.zeros(p.shape, dtype=torch.float64)
+                      for p in model.parameters()]}
+
+
+def _compare(res: dict[str, Any], ref: dict[str, Any]) -> dict[str, float]:
+    import torch
+
+    out = max(_rel(a, b) for a, b in zip(res["heads"], ref["heads"]) if b is not None)
+    g, gr = torch.cat([t.flatten() for t in res["grads"]]), torch.cat([t.flatten() for t in ref["grads"]])
+    floor = 1e-3 * float(gr.norm())  # tensors whose exact gradient is ~0 (biases before a BN) are judged on this
+    per = max(float((a - b).norm()) / max(float(b.norm()), floor) for a, b in zip(res["grads"], ref["grads"]))
+    return {"out": out, "loss": _rel(res["loss"], ref["loss"]), "grad": _rel(g, gr), "grad_tensor": per}
+
+
+def check_device(device: str = "cuda", presets: tuple[str, ...] = ("cpu", "ntu"), batch_size: int = 2,
+                 log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Fused and reference non-local on ``device`` in float32 against a float64 CPU reference of the same weights.
+
+    Per preset (all blocks SLnL, ``m1 = depth``; dropout 0 so that CPU and device draw no different masks; every
+    ``W_w`` re-initialised at random, since its zero initialisation would make the non-local branch -- and the
+    fused-vs-reference comparison -- vacuous; BN in training mode): heads, loss and gradients, relative errors against
+    ``CHECK_TOL``; fused vs reference on the device directly; and a bf16-autocast step, which must be finite (its
+    error against float64 is reported, not judged). TF32 is switched off for the float32 comparisons.
+    """
+    import copy
+
+    import torch
+
+    from slnl.models import PRESETS, NonLocal, build
+
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"check_device({device!r}): CUDA is not available in torch {torch.__version__}")
+        tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    report: dict[str, Any] = {"device": str(dev), "tolerances": CHECK_TOL, "presets": {}, "passed": True}
+    try:
+        for preset in presets:
+            torch.manual_seed(0)
+            depth = len(PRESETS[preset].channels)
+            base = build(preset, m1=depth, dropout=0.0, nonlocal_impl="reference")
+            for mod in base.modules():
+                if isinstance(mod, NonLocal):
+                    mod.W_w.reset_parameters()
+            cfg = base.config
+            x = torch.randn(batch_size, cfg.in_channels, cfg.T, cfg.num_joints, cfg.num_persons)
+            y = torch.randint(0, cfg.num_classes, (batch_size,))
+            t0 = time.perf_counter()
+            ref = _check_step(copy.deepcopy(base).double(), x.double(), y, "fp32")
+            entry: dict[str, Any] = {"batch_size": batch_size, "m1": depth, "cpu_fp64_s": time.perf_counter() - t0}
+
+            def on_device(impl: str, precision: str) -> dict[str, Any]:
+                m = copy.deepcopy(base)
+                for mod in m.modules():
+                    if isinstance(mod, NonLocal):
+                        mod.impl = impl
+                return _check_step(m.to(dev), x.to(dev), y.to(dev), precision)
+
+            runs = {impl: on_device(impl, "fp32") for impl in NONLOCAL_IMPLS}
+            for impl, res in runs.items():
+                err = _compare(res, ref)
+                ok = all(err[k] <= CHECK_TOL[k] for k in CHECK_TOL)
+                entry[f"{impl}_fp32_vs_cpu_fp64"] = {**err, "ok": ok}
+                report["passed"] &= ok
+            err = _compare(runs["fused"], runs["reference"])
+            ok = all(err[k] <= CHECK_TOL[k] for k in CHECK_TOL)
+            entry["fused_vs_reference_fp32"] = {**err, "ok": ok}
+            report["passed"] &= ok
+            bf = on_device("fused", "bf16")
+            finite = bool(all(torch.isfinite(t).all() for t in [*(h for h in bf["heads"] if h is not None),
+                                                                  bf["loss"], *bf["grads"]]))
+            entry["fused_bf16_vs_cpu_fp64"] = {**_compare(bf, ref), "finite": finite, "ok": finite}
+            report["passed"] &= finite
+            report["presets"][preset] = entry
+            log(f"[check {device}] {preset}: " + "; ".join(
+                f"{k}: " + ", ".join(f"{kk}={vv:.2e}" if isinstance(vv, float) else f"{kk}={vv}"
+                                     for kk, vv in v.items())
+                for k, v in entry.items() if isinstance(v, dict)))
+    finally:
+        if dev.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+    report.update(_header())
+    return report
 
 
 # ====================================================================================================================
@@ -627,7 +748,7 @@ SUITES: dict[str, Suite] = {
     "gpu": Suite(
         "CUDA, bf16 unless noted: NTU batch 32 and 128 (eager and compiled), fused vs reference at batch 32, "
         "local-only m1=0, Kinetics batch 128, an fp32 reference point; data pipeline at NTU batch 32.",
-        _gpu_suite(), data={"preset": "ntu", "batch_size": 32}, timeout_s=150.0,
+        _gpu_suite(), data={"preset": "ntu", "batch_size": 32, "workers": 4}, timeout_s=120.0,
     ),
 }
 
@@ -646,30 +767,52 @@ def _header() -> dict[str, Any]:
 
 
 def run_suite(name: str, isolate: bool = True, data_store: str | None = "synthetic",
-              only_device: str | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run every configuration of ``SUITES[name]`` (each in its own subprocess when ``isolate``)."""
+              only_device: str | None = None, out_path: str | os.PathLike | None = None,
+              budget_s: float | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run every configuration of ``SUITES[name]`` (each in its own subprocess when ``isolate``).
+
+    ``out_path`` is rewritten (atomically) after every configuration, so that a run cut short keeps what it measured.
+    ``budget_s`` bounds the whole suite: each configuration's timeout is the smaller of the suite's and what is left,
+    and a configuration with under 20 s left is recorded as skipped.
+    """
     suite = SUITES[name]
-    rows = []
+    t_start = time.perf_counter()
+    out: dict[str, Any] = {"suite": name, "description": suite.description, **_header(), "results": []}
+    rows: list[dict[str, Any]] = out["results"]
+
+    def save() -> None:
+        if out_path is not None:
+            atomic_write_json(out_path, out)
+
     for cfg in suite.configs:
         if only_device:
             cfg = dataclasses.replace(cfg, device=only_device)
+        left = math.inf if budget_s is None else budget_s - (time.perf_counter() - t_start)
+        if left < 20:
+            rows.append({**_header(), "name": cfg.name, "config": dataclasses.asdict(cfg),
+                         "error": f"skipped: {max(left, 0):.0f} s of the suite's {budget_s:.0f} s budget left"})
+            log(f"[bench {name}] {cfg.name}: skipped (budget)")
+            continue
         log(f"[bench {name}] {cfg.name} ...")
-        row = measure_isolated(cfg, suite.timeout_s) if isolate else _safe_measure(cfg)
+        row = measure_isolated(cfg, min(suite.timeout_s, left)) if isolate else _safe_measure(cfg)
         log(f"[bench {name}] {cfg.name}: {_one_line(row)}")
         rows.append({**_header(), **row})
-    out: dict[str, Any] = {"suite": name, "description": suite.description, **_header(), "results": rows}
+        save()
     if suite.goal:
         out["goal"] = suite.goal(rows)
     if suite.data and data_store and data_store != "none":
         dev = only_device or suite.configs[0].device
         try:
             store = _resolve_store(data_store)
-            d = bench_data(store, suite.data["batch_size"], _preset_T(suite.data["preset"]), device=dev)
+            d = bench_data(store, suite.data["batch_size"], _preset_T(suite.data["preset"]), device=dev,
+                           workers=suite.data.get("workers", 2))
             _attach_data_vs_step(d, rows, suite.data["preset"])
             out["data_pipeline"] = d
         except Exception as e:
             out["data_pipeline"] = {"error": f"{type(e).__name__}: {e}"}
         log(f"[bench {name}] data pipeline: {json.dumps(out['data_pipeline'], default=str)[:600]}")
+    out["suite_wall_s"] = time.perf_counter() - t_start
+    save()
     return out
 
 
@@ -737,6 +880,8 @@ def render_markdown(results_dir: str | os.PathLike = RESULTS_DIR) -> str:
             doc = json.loads(path.read_text())
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}: not valid JSON ({e})") from e
+        if not isinstance(doc, dict) or ("results" not in doc and "config" not in doc):
+            continue  # not a bench result (e.g. a device check report)
         for row in _rows_of(doc):
             c = row.get("config", {})
             dev = row.get("device", {})
@@ -890,6 +1035,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--time-to-reproduce", action="store_true",
                    help="print training time per paper table from the throughput in --from")
     p.add_argument("--from", dest="from_json", default=None, help="bench JSON for --time-to-reproduce")
+    p.add_argument("--budget-s", type=float, default=None, help="--suite: wall-clock budget for all configurations")
+    p.add_argument("--check", metavar="DEVICE", default=None,
+                   help="correctness check: fused/reference on DEVICE vs a float64 CPU reference (then exit)")
+    p.add_argument("--check-presets", default="cpu,ntu", help="presets for --check (default cpu,ntu)")
     p.add_argument("--worker", nargs=2, metavar=("CONFIG", "OUT"), help=argparse.SUPPRESS)
     return p
 
@@ -910,6 +1059,14 @@ def main(argv: list[str] | None = None) -> int:
         print(render_time_to_reproduce(time_to_reproduce(_rows_of(doc), paper_tables())), end="")
         return 0
 
+    if args.check:
+        rep = check_device(args.check, tuple(p for p in args.check_presets.split(",") if p))
+        if args.json:
+            atomic_write_json(args.json, rep)
+            print(f"wrote {args.json}")
+        print(f"check {args.check}: {'PASSED' if rep['passed'] else 'FAILED'}")
+        return 0 if rep["passed"] else 1
+
     if args.md_only:
         md = Path(args.md or RESULTS_DIR / "README.md")
         atomic_write_text(md, render_markdown(md.parent))
@@ -921,9 +1078,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.suite:
         out_dir = Path(args.out_dir) if args.out_dir else RESULTS_DIR
-        doc = run_suite(args.suite, isolate=isolate, data_store=args.data, only_device=args.device)
         path = Path(args.json) if args.json else out_dir / f"{args.suite}.json"
-        atomic_write_json(path, doc)
+        doc = run_suite(args.suite, isolate=isolate, data_store=args.data, only_device=args.device, out_path=path,
+                        budget_s=args.budget_s)
         print(f"wrote {path}")
         if "goal" in doc:
             print("goal: " + json.dumps(doc["goal"]))

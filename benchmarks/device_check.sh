@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# One GPU window, under 5 minutes: is CUDA right, then how fast.
+#
+#   1. environment: nvidia-smi, which python has a CUDA torch
+#   2. python: this repo's .venv if its torch sees CUDA; else a venv over the machine's own torch
+#      (--system-site-packages, `pip install -e . --no-deps`, no network); else python3 with PYTHONPATH=repo
+#   3. check: fused and reference non-local on CUDA in float32 against a float64 CPU reference of the same weights
+#      (heads, SMFL multi-task loss, gradients; tolerances in slnl.bench.CHECK_TOL), fused vs reference on CUDA,
+##      a bf16-autocast step finite  ->  device_check.json
+#   4. bench: `slnl bench --suite gpu` (each configuration in its own process, per-configuration timeout, the JSON
+#      rewritten after each one)  ->  gpu.json
+#   5. markdown table of what this run measured  ->  README.md
+#
+# Output goes to $OUT if set (the device tool's folder), else results/bench. Every step has its own timeout and the
+# script goes on after a failing step; a summary is printed last. Usage: bash benchmarks/device_check.sh
+# Dry run of the same steps on a CPU machine: SLNL_DEVICE=cpu SLNL_SUITE=cpu-smoke SLNL_CHECK_PRESETS=cpu OUT=/tmp/x
+set -uo pipefail
+DEVICE="${SLNL_DEVICE:-cuda}"
+SUITE="${SLNL_SUITE:-gpu}"
+CHECK_PRESETS="${SLNL_CHECK_PRESETS:-cpu,ntu}"
+cd "$(dirname "$0")/.."
+REPO=$PWD
+OUTD="${OUT:-$REPO/results/bench}"
+mkdir -p "$OUTD"
+LOG="$OUTD/device_check.log"
+: >"$LOG"
+export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+T_START=$(date +%s)
+SUMMARY=()
+
+# step NAME LIMIT_S CMD...: echo the command, run it under `timeout`, log it, record the verdict, never abort.
+step() {
+  local name=$1 limit=$2
+  shift 2
+  local t0 rc dt verdict
+  t0=$(date +%s)
+  echo "=== [$name] limit ${limit}s, t+$((t0 - T_START))s" | tee -a "$LOG"
+  echo "+ $*" | tee -a "$LOG"
+  timeout --kill-after=10 "$limit" "$@" 2>&1 | tee -a "$LOG"
+  rc=${PIPESTATUS[0]}
+  dt=$(($(date +%s) - t0))
+  if [ "$rc" -eq 0 ]; then verdict="ok"
+  elif [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then verdict="TIMEOUT"
+  else verdict="FAILED (exit $rc)"; fi
+  SUMMARY+=("$(printf '%-10s %-18s %4ss' "$name" "$verdict" "$dt")")
+  return 0
+}
+
+# ---------------------------------------------------------------------------------------------------- 1. environment
+step env 30 bash -c 'uname -m; nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv || true;
+  for p in .venv/bin/python python3; do
+    command -v "$p" >/dev/null && "$p" -c "import sys, torch; print(sys.executable, sys.version.split()[0], \"torch\", torch.__version__, \"cuda\", torch.version.cuda, \"available\", torch.cuda.is_available())" || echo "$p: no torch"
+  done'
+
+# ---------------------------------------------------------------------------------------------------- 2. python
+PY=""
+usable_torch() {  # a torch that can run on $DEVICE
+  "$1" -c "import sys, torch; sys.exit(0 if '$DEVICE' == 'cpu' or torch.cuda.is_available() else 1)" >/dev/null 2>&1
+}
+if [ -x .venv/bin/python ] && usable_torch .venv/bin/python; then
+  PY=$REPO/.venv/bin/python
+  echo "python: $PY (repo venv)" | tee -a "$LOG"
+elif command -v python3 >/dev/null && python3 -c 'import torch' >/dev/null 2>&1; then
+  VENV=/tmp/slnl-device-venv
+  step venv 90 bash -c "python3 -m venv --system-site-packages $VENV && \
+    $VENV/bin/python -m pip install -q --no-deps --no-build-isolation --no-index -e $REPO"
+  if [ -x $VENV/bin/python ] && $VENV/bin/python -c 'import slnl, torch' >/dev/null 2>&1; then
+    PY=$VENV/bin/python
+    echo "python: $PY (venv over the machine's torch, slnl installed editable)" | tee -a "$LOG"
+  else
+    PY=$(command -v python3)
+    export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
+    echo "python: $PY with PYTHONPATH=$REPO (venv/pip install failed)" | tee -a "$LOG"
+  fi
+else
+  echo "no python with torch found: nothing to check" | tee -a "$LOG"
+  SUMMARY+=("python     FAILED (no torch)")
+fi
+
+if [ -n "$PY" ]; then
+  step import 60 "$PY" -c 'import slnl, slnl.bench, slnl.models, torch; print("slnl from", slnl.__file__); print("torch", torch.__version__, "cuda", torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else "-")'
+
+  # ------------------------------------------------------------------------------------------------ 3. correctness
+  step check 120 "$PY" -m slnl bench --check "$DEVICE" --check-presets "$CHECK_PRESETS" --json "$OUTD/device_check.json"
+
+  # ------------------------------------------------------------------------------------------------ 4. throughput
+  # The suite's own budget ends it cleanly before the step's hard timeout.
+  step bench 270 "$PY" -m slnl bench --suite "$SUITE" --device "$DEVICE" --budget-s 240 --json "$OUTD/$SUITE.json"
+
+  # ------------------------------------------------------------------------------------------------ 5. markdown
+  step markdown 30 "$PY" -m slnl bench --md-only --md "$OUTD/README.md"
+fi
+
+# ---------------------------------------------------------------------------------------------------- summary
+{
+  echo
+  echo "=================== device_check summary (total $(($(date +%s) - T_START)) s) ==================="
+  printf '%s\n' "${SUMMARY[@]}"
+  if [ -n "$PY" ]; then
+    "$PY" - "$OUTD" "$SUITE" <<'EOF' || true
+import json, sys
+from pathlib import Path
+d = Path(sys.argv[1])
+chk = d / "device_check.json"
+if chk.exists():
+    c = json.loads(chk.read_text())
+    print(f"check: {'PASSED' if c.get('passed') else 'FAILED'} on {c.get('device')}")
+    for preset, e in c.get("presets", {}).items():
+        for k, v in e.items():
+            if isinstance(v, dict):
+                print(f"  {preset:8s} {k:28s} " + " ".join(f"{kk}={vv:.1e}" if isinstance(vv, float) else f"{kk}={vv}"
+                                                       for kk, vv in v.items()))
+suite = d / f"{sys.argv[2]}.json"
+if not suite.exists():
+    sys.exit(f"no {suite}")
+g = json.loads(suite.read_text())
+print(f"bench {g['suite']} ({g.get('suite_wall_s', float('nan')):.0f} s):")
+for r in g["results"]:
+    if "error" in r:
+        print(f"  {r['name']:45s} ERROR {r['error'][:100]}")
+        continue
+    tr, inf = r.get("train", {}), r.get("infer", {})
+    mfu = tr.get("mfu")
+    print(f"  {r['name']:45s} train {tr.get('samples_per_s', float('nan')):9.1f}/s"
+          f"  infer {inf.get('samples_per_s', float('nan')):9.1f}/s"
+          f"  peak {r['peak_memory_bytes'] / 2**30:6.2f} GiB"
+          f"  {tr.get('flops_per_sample', float('nan')) / 1e9:7.2f} GFLOP/sample"
+          f"  MFU {'-' if mfu is None else f'{100 * mfu:.1f}%'}")
+dp = g.get("data_pipeline", {})
+if "error" in dp:
+    print("  data pipeline: ERROR", dp["error"])
+for e in dp.get("vs_train_step", []):
+    print(f"  data vs {e['row']}: " + ", ".join(f"{k.replace('_fraction_of_step', '')} {100 * v:.1f}%"
+                                               for k, v in e.items() if k.endswith("_fraction_of_step")))
+EOF
+  fi
+  echo "files: $(ls "$OUTD" | tr '\n' ' ')"
+} 2>&1 | tee -a "$LOG"
