@@ -143,3 +143,13 @@ def test_bad_arguments_are_clear_errors():
         NonLocal(P, Q, "time")
     with pytest.raises(ValueError, match="fused, reference"):
         NonLocal(P, Q, "t", "naive")
+
+
+def test_fused_path_never_uses_cudnn_attention():
+    """cuDNN attention gave NaN bf16 gradients on an H200 where the other kernels did not (see FUSED_BACKENDS)."""
+    from torch.nn.attention import SDPBackend
+
+    from slnl.models.nonlocal_ import FUSED_BACKENDS
+
+    assert SDPBackend.CUDNN_ATTENTION not in FUSED_BACKENDS
+    assert FUSED_BACKENDS[:2] == [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION]

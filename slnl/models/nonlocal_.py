@@ -26,18 +26,26 @@ stride 1 and whose q, k, v share one head size, so PyTorch dispatches to a fused
 CUDA, memory-efficient attention otherwise) that never stores the (seq × seq) affinity. ``impl="reference"`` is
 einsum + softmax with the affinity materialised; ``affinity(x)`` returns that matrix for visualisation.
 Seen dispatching (torch profiler): ``_scaled_dot_product_flash_attention_for_cpu`` on CPU (torch 2.13, tested);
-``_efficient_attention_forward/backward`` in float32 and ``_cudnn_attention_forward/backward`` under bf16 autocast on
-an H200 (torch 2.11). There, one bf16 training step of the ntu preset at batch 32 peaked at 3.8 GiB fused against
-38 GiB with the reference path.
+``_efficient_attention_forward/backward`` in float32 and ``_flash_attention_forward/backward`` under bf16 autocast on
+an H200 (torch 2.11; unrestricted, PyTorch picked cuDNN attention there, which we exclude: see ``FUSED_BACKENDS``).
+There, one bf16 training step of the ntu preset at batch 32 peaked at about 4-5 GiB fused against 38 GiB with the
+reference path.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 NONLOCAL_DIMS: tuple[str, ...] = ("t", "s", "st")
 NONLOCAL_IMPLS: tuple[str, ...] = ("fused", "reference")
+
+# Kernels the fused path may use. cuDNN attention is left out: on an H200 (torch 2.11, cuDNN 9) its bf16 backward
+# returned NaN gradients for the kinetics preset after a few training steps where flash, memory-efficient and math
+# attention all gave finite ones at the same parameters. MATH stays only as the last resort PyTorch falls back to when
+# no fused kernel accepts the inputs (it is never chosen when flash or efficient can run).
+FUSED_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 
 class NonLocal(nn.Module):
@@ -89,7 +97,8 @@ class NonLocal(nn.Module):
         B, _, T, N = x.shape
         q, k, v = self._sequences(x)
         if self.impl == "fused":
-            y = F.scaled_dot_product_attention(q, k, v, scale=1.0)
+            with sdpa_kernel(FUSED_BACKENDS):
+                y = F.scaled_dot_product_attention(q, k, v, scale=1.0)
         else:
             a = torch.softmax(torch.einsum("bhid,bhjd->bhij", q, k), dim=-1)
             y = torch.einsum("bhij,bhjd->bhid", a, v)
