@@ -11,7 +11,7 @@ Choices the paper leaves open (and why):
   (velocities and positions have different scales). Velocity is computed from the raw positions, before any BN.
 * Persons: folded into the batch with shared weights and merged by an element-wise max over persons of the final
   feature maps, before global pooling — HCN's choice (Li et al. 2018); the max makes the prediction invariant to the
-  order of persons and lets an absent (zero-filled) second person fall back to the first.
+  order of persons. As in HCN, an absent (zero-filled) person still runs through the stream and takes part in the max.
 * Pooling: ``nn.MaxPool2d(2, ceil_mode=True)`` after blocks 2, 4, 6(, 8), literally "every two blocks"; ceil mode so an
   odd T' or N' never drops the last frame or joint.
 * Velocity is taken of every input channel, including Kinetics' confidence score (its change is informative and
