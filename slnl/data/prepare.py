@@ -92,11 +92,20 @@ class Plan:
 
 # ---------------------------------------------------------------------------------------------------------- workers
 def _init_worker() -> None:
-    # One thread per process: N workers on N cores; more threads per worker only contend.
+    # One thread per process: N workers on N cores; more threads per worker only contend. (Workers parse text with
+    # numpy and never enter torch or OpenMP, so a forked worker cannot hit a lock its parent's threads held.)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = "1"
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(1)
+
+
+def worker_pool(workers: int):
+    """A process pool for parsing. ``fork`` where available: unlike ``spawn``/``forkserver`` it does not re-import the
+    caller's ``__main__``, so a plain script calling ``prepare_dataset`` or ``ensure_default()`` without an
+    ``if __name__ == "__main__"`` guard works (under spawn it would re-run itself in every worker)."""
+    import multiprocessing as mp
+
+    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+    return mp.get_context(method).Pool(workers, initializer=_init_worker)
 
 
 def _chunk_key(plan: Plan, chunk: Sequence[Item]) -> str:
@@ -189,10 +198,7 @@ def run_plan(plan: Plan, out: str | os.PathLike, workers: int | None = None, chu
         for j in jobs:
             bar.update(_parse_chunk(j)[1])
     elif jobs:
-        import multiprocessing as mp
-
-        # spawn: workers start clean (no inherited torch/OpenMP state); they import numpy and the parser only.
-        with mp.get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
+        with worker_pool(workers) as pool:
             for _, n in pool.imap_unordered(_parse_chunk, jobs):
                 bar.update(n)
     bar.close()

@@ -169,7 +169,7 @@ class SkeletonDataset(torch.utils.data.Dataset):
         start, length = self.crop(np.array([i]))
         i0, i1, w = resize_positions(start, length, self.T)
         s, L = int(start[0]), int(length[0])
-        clip = torch.from_numpy(np.ascontiguousarray(self.x[row, :, s : s + L], dtype=np.float32))  # (C, L, V, M)
+        clip = torch.from_numpy(np.array(self.x[row, :, s : s + L], dtype=np.float32))  # (C, L, V, M), a copy
         wt = torch.from_numpy(w[0]).view(1, -1, 1, 1)
         out = lerp(clip[:, torch.from_numpy(i0[0] - s)], clip[:, torch.from_numpy(i1[0] - s)], wt)
         return out, int(self.labels[row])

@@ -7,14 +7,15 @@ same code as ``slnl prepare ntu60``.
 
 What separates the classes is exactly what the paper's components are built to see, and nothing else:
 
-* **frequency** (frequency attention, §3.2): the driving movement makes ``slow`` ≈ 1.2–1.8 or ``fast`` ≈ 2.6–3.6
-  cycles per clip. Frequency is given per clip, not per second, so it survives the §4.1 crop-and-resize; a random
+* **frequency** (frequency attention, §3.2): the driving movement makes ``slow`` 1.0–2.2 or ``fast`` 1.8–3.6
+  cycles per clip (the overlap is deliberate: a few per cent of clips are ambiguous). Frequency is given per clip, not per second, so it survives the §4.1 crop-and-resize; a random
   crop (ratio 0.5–1) of a slow clip and one of a fast clip can show a similar number of cycles, which is one source
   of confusion that keeps the task from being trivial.
 * **coordination between distant joints** (non-local, §3.3): the right arm and the *left* leg swing with the same
-  frequency, either in phase or in anti-phase. Amplitudes are random per clip, so only their relative phase tells.
+  frequency, either in phase or in anti-phase (± 60° jitter). Amplitudes are random per clip, so only their
+  relative phase tells.
 * **coordination between the two persons** (non-local across persons): solo, or a partner whose right arm swings
-  in phase or in anti-phase with the performer's.
+  in phase or in anti-phase (± 60° jitter) with the performer's.
 * **viewpoint** (coordinate transformer, §3.1): the scene is seen from the clip's camera (C001 front, C002 +45°,
   C003 −45° yaw, NTU's layout) plus random yaw ±20°, pitch ±10°, distance 2.5–3.5 m; the cross-view split tests
   an unseen camera. Body size depends on the performer (P001–P040), so cross-subject tests unseen body sizes.
@@ -49,6 +50,7 @@ SOCIAL = ("solo", "pair in phase", "pair anti-phase")
 CLASS_NAMES = [f"{FREQS[k % 2]}, {LIMB[(k // 2) % 2]}, {SOCIAL[k // 4]}" for k in range(12)]
 CAMERA_YAW = {1: 0.0, 2: np.pi / 4, 3: -np.pi / 4}
 NOISE = 0.01  # metres
+PHASE_JITTER = np.pi / 3  # relative phases are 0 or pi, +- this
 
 # Rest pose in the body frame: metres, x to the person's left, y up, forward = -z; pelvis (joint 1) at the origin.
 _REST = np.array([
@@ -120,18 +122,20 @@ def generate_clip(seed: int, k: int, label: int, name: str, min_len: int = 40, m
     u = np.linspace(0.0, 1.0, n)
     w = rng.uniform(-0.6, 0.6)
     tau = u + w * np.sin(2 * np.pi * u) / (2 * np.pi)
-    cycles = rng.uniform(1.2, 1.8) if freq == 0 else rng.uniform(2.6, 3.6)
+    # overlapping ranges: a clip with 1.8-2.2 cycles could be either, an irreducible confusion of a few per cent
+    cycles = rng.uniform(1.0, 2.2) if freq == 0 else rng.uniform(1.8, 3.6)
     phase0 = rng.uniform(0, 2 * np.pi)
     drive = 2 * np.pi * cycles * tau + phase0
     scale = 0.85 + 0.3 * ((f["subject"] * 7919) % 40) / 39.0  # body size depends on the performer only
 
-    p1 = _person(rng, n, scale, drive, rng.uniform(0.5, 0.9), rng.uniform(0.3, 0.5), np.pi * limb)
+    jitter = PHASE_JITTER * rng.uniform(-1, 1, 2)  # the coordination is loose, like a real person's
+    p1 = _person(rng, n, scale, drive, rng.uniform(0.5, 0.9), rng.uniform(0.15, 0.5), np.pi * limb + jitter[0])
     persons = [p1]
     if social > 0:
         # the partner's right arm in phase (social 1) or anti-phase (2) with the performer's; smaller movement, so the
-        # performer always ranks first by motion (the actor rule's slot order)
-        p2 = _person(rng, n, 0.85 + 0.3 * rng.uniform(), drive + (0.0 if social == 1 else np.pi),
-                     rng.uniform(0.25, 0.4), None, 0.0)
+        # performer nearly always ranks first by motion (the expected slot order below follows the actor rule anyway)
+        p2 = _person(rng, n, 0.85 + 0.3 * rng.uniform(), drive + (0.0 if social == 1 else np.pi) + jitter[1],
+                     rng.uniform(0.2, 0.35), None, 0.0)
         # facing each other, 1.1-1.4 m apart
         gap = rng.uniform(1.1, 1.4) / 2
         p1 = np.einsum("ij,nkj->nki", _rot_y(np.array(np.pi / 2)), p1) + [-gap, 0, 0]
@@ -170,10 +174,15 @@ def generate_clip(seed: int, k: int, label: int, name: str, min_len: int = 40, m
         junk = np.repeat((_REST * 0.6)[None], length, 0) + offset + [0.9, 0.0, 0.5]
         bodies.append((str(base_id + 7), fr1[a : a + length], junk + rng.normal(0, NOISE, junk.shape)))
 
-    # The array preparation must produce: frames where a kept person is present; performer slot 0, partner slot 1.
+    # The array preparation must produce: frames where a kept person is present; the person with more motion (sum of
+    # per-joint x, y, z variance over their frames: the performer, nearly always) in slot 0, the other in slot 1.
     keep = np.flatnonzero(np.logical_or.reduce(present))
+    motion = [float(np.var(p[pr].astype(np.float32).astype(np.float64), axis=0).sum()) for p, pr in
+              zip(persons, present)]
+    order = sorted(range(len(persons)), key=lambda i: -motion[i])
     expected = np.zeros((3, len(keep), 25, 2), dtype=np.float32)
-    for s, (p, pr) in enumerate(zip(persons, present)):
+    for s, i in enumerate(order):
+        p, pr = persons[i], present[i]
         expected[:, :, :, s] = np.where(pr[keep, None, None], p[keep], 0.0).transpose(2, 0, 1)
     junk_id = str(base_id + 7)
     bodies = [(b, fr, np.round(xyz, 6) if b == junk_id else xyz) for b, fr, xyz in bodies]
@@ -220,11 +229,9 @@ def generate(raw: str | os.PathLike, num_classes: int = 12, per_class: int = 100
         for c in chunks:
             _write_chunk(c)
     else:
-        import multiprocessing as mp
+        from .prepare import worker_pool
 
-        from .prepare import _init_worker
-
-        with mp.get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
+        with worker_pool(workers) as pool:
             list(pool.imap_unordered(_write_chunk, chunks))
     return [raw / f"{name}.skeleton" for _, _, name in jobs]
 
@@ -239,15 +246,19 @@ def prepare(out: str | os.PathLike, raw: str | os.PathLike | None = None, num_cl
     raw = Path(raw) if raw is not None else out / "raw"
     opts = {"num_classes": num_classes, "per_class": per_class, "seed": seed, "min_len": min_len,
             "max_len": max_len, "generator_version": VERSION}
-    stamp = raw / "generator.json"
-    if not (stamp.is_file() and json.loads(stamp.read_text()) == opts):
-        if stamp.exists():
-            stamp.unlink()
-        generate(raw, num_classes, per_class, seed, min_len, max_len,
-                 workers=(run_opts or {}).get("workers"))
-        from slnl.utils import atomic_write_json
+    from slnl.utils import atomic_write_json
 
-        atomic_write_json(stamp, opts)
+    stamp = raw / "generator.json"  # written before generating ("complete": false) and after (true)
+    if not (stamp.is_file() and json.loads(stamp.read_text()) == {**opts, "complete": True}):
+        old = sorted(raw.glob("*.skeleton")) if raw.is_dir() else []
+        if old and not stamp.is_file():
+            raise ValueError(f"{raw} holds .skeleton files the generator did not write; give the synthetic set its "
+                             "own --raw directory (default: OUT/raw)")
+        for f in old:  # ours, from other options or an interrupted run: the new set replaces them all
+            f.unlink()
+        atomic_write_json(stamp, {**opts, "complete": False})
+        generate(raw, num_classes, per_class, seed, min_len, max_len, workers=(run_opts or {}).get("workers"))
+        atomic_write_json(stamp, {**opts, "complete": True})
     p = ntu.plan("ntu60", raw, class_names=CLASS_NAMES[:num_classes], store_dataset="synthetic")
     p.options.update(synthetic=opts)
     p.extra_meta["synthetic"] = opts
