@@ -305,22 +305,28 @@ def _model_shape(model: Any, preset: str) -> tuple[int, int, int, int, int]:
     return int(cfg.in_channels), int(cfg.T), int(cfg.num_joints), int(cfg.num_persons), int(cfg.num_classes)
 
 
-def _time_steps(step: Callable[[int], Any], n: int, sync: Callable[[], None]) -> list[float]:
-    times = []
+def _time_steps(step: Callable[[int], Any], n: int, sync: Callable[[], None]) -> tuple[list[float], list[float]]:
+    """Wall-clock and process CPU time (all threads, user + system) of each of ``n`` steps."""
+    wall, cpu = [], []
     for i in range(n):
         sync()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         step(i)
         sync()
-        times.append(time.perf_counter() - t0)
-    return times
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return wall, cpu
 
 
-def _summarise(times: list[float], batch_size: int) -> dict[str, Any]:
-    med = statistics.median(times)
+def _summarise(times: tuple[list[float], list[float]], batch_size: int) -> dict[str, Any]:
+    wall, cpu = times
+    med = statistics.median(wall)
     return {
-        "step_time_s_median": med, "step_time_s_mean": statistics.fmean(times),
-        "step_time_s_min": min(times), "step_time_s_max": max(times), "step_times_s": times,
+        "step_time_s_median": med, "step_time_s_mean": statistics.fmean(wall),
+        "step_time_s_min": min(wall), "step_time_s_max": max(wall), "step_times_s": wall,
+        # On a CPU shared with other processes the wall time depends on them; the process's own CPU time (one
+        # thread: the work the step needs) does much less. On CUDA it is the host's share of the step.
+        "step_cpu_time_s_median": statistics.median(cpu), "step_cpu_times_s": cpu,
         "samples_per_s": batch_size / med,
     }
 
@@ -709,11 +715,18 @@ def _cpu_goal(rows: list[dict[str, Any]]) -> dict[str, Any]:
     f, r = by["fused"]["train"], by["reference"]["train"]
     mem_ratio = f["peak_memory_bytes"] / r["peak_memory_bytes"]
     time_ratio = f["step_time_s_median"] / r["step_time_s_median"]
-    return {
+    out = {
         "memory_ratio_fused_over_reference": mem_ratio, "memory_goal": "<= 0.25", "memory_ok": mem_ratio <= 0.25,
-        "step_ratio_fused_over_reference": time_ratio, "speed_goal": "<= 1.0", "speed_ok": time_ratio <= 1.0,
-        "passed": mem_ratio <= 0.25 and time_ratio <= 1.0,
+        "step_ratio_fused_over_reference": time_ratio, "speed_goal": "<= 1.0 (wall and CPU time)",
     }
+    if "step_cpu_time_s_median" in f and "step_cpu_time_s_median" in r:
+        cpu_ratio = f["step_cpu_time_s_median"] / r["step_cpu_time_s_median"]
+        out["step_cpu_time_ratio_fused_over_reference"] = cpu_ratio
+        out["speed_ok"] = time_ratio <= 1.0 and cpu_ratio <= 1.0
+    else:
+        out["speed_ok"] = time_ratio <= 1.0
+    out["passed"] = out["memory_ok"] and out["speed_ok"]
+    return out
 
 
 def _gpu_suite() -> list[BenchConfig]:

@@ -36,7 +36,8 @@ def test_cli_json_top_level(tiny_json):
     assert "commit" in doc and doc["model"]["input_shape"][0] == 2
     # Internal consistency: samples/s is batch / median step time of exactly `steps` timed steps.
     tr = doc["train"]
-    assert len(tr["step_times_s"]) == 2
+    assert len(tr["step_times_s"]) == len(tr["step_cpu_times_s"]) == 2
+    assert 0 < tr["step_cpu_time_s_median"] <= 2 * tr["step_time_s_median"]  # one thread (+ slack for kernels)
     assert math.isclose(tr["samples_per_s"], 2 / tr["step_time_s_median"], rel_tol=1e-12)
     # The peak holds at least the weights, gradients, Adam's two moments and the batch: 4 x params x 4 bytes.
     assert tr["resident_tensor_bytes"] >= 4 * 4 * doc["model"]["params"]
@@ -110,13 +111,18 @@ def test_cpu_memory_probe_sees_a_known_allocation():
 
 
 def test_cpu_goal_verdict_arithmetic():
-    def row(impl, peak, step):
-        return {"config": {"nonlocal_impl": impl}, "train": {"peak_memory_bytes": peak, "step_time_s_median": step}}
+    def row(impl, peak, step, cpu=None):
+        return {"config": {"nonlocal_impl": impl}, "train": {"peak_memory_bytes": peak, "step_time_s_median": step,
+                                                             "step_cpu_time_s_median": step if cpu is None else cpu}}
 
     g = bench._cpu_goal([row("fused", 100, 1.0), row("reference", 400, 1.5)])
     assert g["memory_ratio_fused_over_reference"] == 0.25 and g["memory_ok"] and g["speed_ok"] and g["passed"]
     g = bench._cpu_goal([row("fused", 101, 1.0), row("reference", 400, 0.9)])
     assert not g["memory_ok"] and not g["speed_ok"] and not g["passed"]
+    # faster by the wall clock (a busy neighbour during the reference run) but not in CPU time: not "not slower"
+    g = bench._cpu_goal([row("fused", 100, 1.0, cpu=1.2), row("reference", 400, 1.5, cpu=1.1)])
+    assert g["step_ratio_fused_over_reference"] < 1 < g["step_cpu_time_ratio_fused_over_reference"]
+    assert not g["speed_ok"] and not g["passed"]
     g = bench._cpu_goal([row("fused", 1, 1.0), {"name": "x", "config": {"nonlocal_impl": "reference"}, "error": "E"}])
     assert not g["passed"] and "E" in g["reason"]
 
@@ -154,3 +160,24 @@ def test_bad_config_is_a_clear_error():
         bench.BenchConfig(precision="fp16")
     with pytest.raises(ValueError, match="batch_size"):
         bench.BenchConfig(batch_size=0)
+
+
+def test_device_check_on_cpu_agrees_with_float64_and_catches_a_wrong_gradient():
+    """The check the GPU window runs, here with the CPU as the device: fused and reference non-local in float32
+    against float64 (same weights, W_w re-initialised so that attention contributes), within CHECK_TOL."""
+    rep = bench.check_device("cpu", presets=("cpu",), batch_size=2, log=lambda _: None)
+    e = rep["presets"]["cpu"]
+    assert rep["passed"], e
+    for key in ("fused_fp32_vs_cpu_fp64", "reference_fp32_vs_cpu_fp64", "fused_vs_reference_fp32"):
+        assert e[key]["ok"] and 0 < e[key]["grad"] <= bench.CHECK_TOL["grad"]
+    assert e["fused_bf16_vs_cpu_fp64"]["finite"]
+
+    # The comparison is not blind: 1% off in one parameter's gradient fails the per-tensor limit.
+    ref = {"heads": [torch.ones(2, 3), None, torch.ones(2, 3)], "loss": torch.tensor(1.0),
+           "grads": [torch.ones(100), torch.ones(10)]}
+    bad = {**ref, "grads": [torch.ones(100), torch.ones(10) * 1.01]}
+    err = bench._compare(bad, ref)
+    assert err["out"] == 0 and err["loss"] == 0 and err["grad_tensor"] == pytest.approx(0.01)
+    assert err["grad_tensor"] <= bench.CHECK_TOL["grad_tensor"] < 0.03  # 1% passes, 3% would not
+    worse = bench._compare({**ref, "grads": [torch.ones(100), torch.ones(10) * 1.05]}, ref)
+    assert worse["grad_tensor"] > bench.CHECK_TOL["grad_tensor"]
