@@ -125,6 +125,11 @@ def test_gpu_resident_loader_equals_cpu_path(store):
                 assert torch.equal(xg, xc) and torch.equal(yg, yc)  # bit-identical in float32
                 n += len(yg)
             assert n == len(ds)
+    # batch(positions) serves explicit positions with the same crops; set_epoch on the loader reaches the dataset
+    gl.set_epoch(3)
+    assert ds.epoch == 3
+    xb, yb = gl.batch([4, 0, 2])
+    assert torch.equal(xb, torch.stack([ds[i][0] for i in (4, 0, 2)])) and yb.tolist() == [ds[i][1] for i in (4, 0, 2)]
     gl = GPUResidentLoader(ds, batch_size=7, device="cpu", drop_last=True, shuffle=False)
     batches = list(gl)
     assert len(batches) == len(gl) == len(ds) // 7 and batches[0][0].dtype == torch.float16

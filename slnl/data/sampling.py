@@ -217,7 +217,9 @@ class GPUResidentLoader:
     batch's frames are one gather. Crop windows and resize weights come from the same functions as the CPU dataset,
     computed on the host in float64 and applied on the device in float32 (then cast to ``dtype``): in float32 on CPU
     the batches equal ``SkeletonDataset``'s exactly. Crops use ``dataset.seed`` and ``dataset.train``; the shuffle
-    uses ``seed`` via ``epoch_order`` (same as ``EpochSampler(len(dataset), seed)``).
+    uses ``seed`` via ``epoch_order`` (same as ``EpochSampler(len(dataset), seed)``). ``batch(positions)`` serves an
+    explicit list of positions (a caller that does its own ordering, e.g. per-rank slices of ``epoch_order``).
+    ``set_epoch(e)`` sets both the shuffle epoch and the dataset's crop epoch.
     """
 
     def __init__(
@@ -250,7 +252,9 @@ class GPUResidentLoader:
         self.labels = torch.as_tensor(np.asarray(dataset.labels[rows], dtype=np.int64), device=self.device)
 
     def set_epoch(self, epoch: int) -> None:
+        """Shuffle epoch here and crop epoch of the dataset (``dataset.set_epoch``), so one call sets both."""
         self.epoch = int(epoch)
+        self.dataset.set_epoch(epoch)
 
     def __len__(self) -> int:
         n = len(self.dataset)
@@ -260,15 +264,20 @@ class GPUResidentLoader:
         n = len(self.dataset)
         return epoch_order(n, self.seed, self.epoch) if self.shuffle else np.arange(n, dtype=np.int64)
 
+    def batch(self, positions: np.ndarray | Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch of the samples at ``positions`` (positions in the split) for the current epoch."""
+        pos = np.asarray(positions, dtype=np.int64)
+        T = self.dataset.T
+        start, length = self.dataset.crop(pos)
+        i0, i1, w = resize_positions(start, length, T)
+        p = torch.from_numpy(pos).to(self.device)[:, None]
+        x0 = self.data[p, torch.from_numpy(i0).to(self.device)].float()  # (B, T, C, V, M)
+        x1 = self.data[p, torch.from_numpy(i1).to(self.device)].float()
+        wt = torch.from_numpy(w).to(self.device).view(len(pos), T, 1, 1, 1)
+        x = lerp(x0, x1, wt).permute(0, 2, 1, 3, 4).contiguous().to(self.dtype)
+        return x, self.labels[p[:, 0]]
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order, ds, T = self.order(), self.dataset, self.dataset.T
+        order = self.order()
         for b in range(len(self)):
-            pos = order[b * self.batch_size : (b + 1) * self.batch_size]
-            start, length = ds.crop(pos)
-            i0, i1, w = resize_positions(start, length, T)
-            p = torch.from_numpy(pos).to(self.device)[:, None]
-            x0 = self.data[p, torch.from_numpy(i0).to(self.device)].float()  # (B, T, C, V, M)
-            x1 = self.data[p, torch.from_numpy(i1).to(self.device)].float()
-            wt = torch.from_numpy(w).to(self.device).view(len(pos), T, 1, 1, 1)
-            x = lerp(x0, x1, wt).permute(0, 2, 1, 3, 4).contiguous().to(self.dtype)
-            yield x, self.labels[p[:, 0]]
+            yield self.batch(order[b * self.batch_size : (b + 1) * self.batch_size])
