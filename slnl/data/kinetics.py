@@ -59,6 +59,10 @@ def _numbers(path: str, where: str, v: object, n: int) -> np.ndarray:
         raise DataFormatError(path, where, f"a list of {n} numbers", type(v).__name__)
     if len(v) != n:
         raise DataFormatError(path, where, f"{n} numbers", f"{len(v)}")
+    if all(type(e) is float or type(e) is int for e in v):  # the common case, checked fast
+        a = np.asarray(v, dtype=np.float64)
+        if np.isfinite(a).all():
+            return a
     for k, e in enumerate(v):
         if isinstance(e, bool) or not isinstance(e, (int, float)):
             raise DataFormatError(path, f"{where}[{k}]", "a number", short(json.dumps(e)))
