@@ -307,3 +307,10 @@ def test_progress_bar_only_when_asked(tiny_store, tmp_path, capsys):
     fit(tiny_config(tiny_store, tmp_path / "bar", epochs=1, max_steps_per_epoch=2, progress=True))
     err = capsys.readouterr().err
     assert "epoch 1/1" in err and "sample/s" in err  # tqdm: throughput and ETA in samples
+
+
+def test_single_stream_row_reports_only_its_head(tiny_store, tmp_path):
+    res = fit(tiny_config(tiny_store, tmp_path / "run", epochs=1, max_steps_per_epoch=2, model=dict(transform="Pos-N")))
+    tl, vl = res.history[0]["train"]["loss"], res.history[0]["val"]["loss"]
+    assert tl["p"] is None and tl["v"] is None and tl["total"] == pytest.approx(tl["c"])
+    assert vl["p"] is None and vl["v"] is None and vl["total"] == pytest.approx(vl["c"])
