@@ -314,3 +314,8 @@ def test_single_stream_row_reports_only_its_head(tiny_store, tmp_path):
     tl, vl = res.history[0]["train"]["loss"], res.history[0]["val"]["loss"]
     assert tl["p"] is None and tl["v"] is None and tl["total"] == pytest.approx(tl["c"])
     assert vl["p"] is None and vl["v"] is None and vl["total"] == pytest.approx(vl["c"])
+
+
+def test_split_aliases_are_canonical_in_the_saved_config(tiny_store, tmp_path):
+    res = fit(tiny_config(tiny_store, tmp_path / "run", epochs=1, max_steps_per_epoch=1, split="CS"))
+    assert res.result["split"] == "xsub" and TrainConfig.load(tmp_path / "run" / "config.yaml").split == "xsub"

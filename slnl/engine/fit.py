@@ -6,6 +6,10 @@ configured base loss (SMFL by default, γ = 2, m = 0.4); Adam (weight decay 5e-4
 ``lr_decay`` once per epoch. Evaluation predicts with ``p_c`` on the test subset's central crops (ratio 0.95) and
 reports top-1 / top-5.
 
+An epoch is ``floor(n_train / batch_size)`` optimiser steps over ``epoch_order(n_train, seed, epoch)``: the last,
+incomplete batch is left out (every step has a full batch for BatchNorm and an equal share per process); the
+shuffle changes every epoch, so over epochs every sample is used.
+
 Run directory
 -------------
 ``config.yaml``   the resolved TrainConfig (plus ``model_config``: the full ModelConfig that was built)
@@ -391,6 +395,7 @@ class _Trainer:
             cfg.data = str(Path(store).resolve())
         else:
             cfg.data = str(Path(cfg.data).expanduser().resolve())
+        cfg.split = sdata.canonical_split(cfg.split)  # CS → xsub, CV → xview: one name per run in configs and paths
         # Shape-dependent model fields come from the store; a conflicting explicit override is an error.
         T = cfg.model.get("T", PRESETS[cfg.preset].T)
         self.train_ds = sdata.load(cfg.data, split=cfg.split, subset="train", T=T, seed=cfg.seed)
