@@ -200,21 +200,21 @@ def _autocast(precision: str, device: torch.device):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def _set_determinism(on: bool) -> tuple[bool, bool, bool]:
-    saved = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
-             torch.backends.cudnn.benchmark)
+def _set_determinism(on: bool) -> tuple[bool, bool, bool, bool]:
+    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
     if on:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # required by deterministic cuBLAS
-        torch.use_deterministic_algorithms(True)
+        torch.use_deterministic_algorithms(True, warn_only=True)  # CUDA ops without a deterministic kernel warn
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     else:
         torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick the fastest kernels
     return saved
 
 
-def _restore_determinism(saved: tuple[bool, bool, bool]) -> None:
-    torch.use_deterministic_algorithms(saved[0])
-    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[1], saved[2]
+def _restore_determinism(saved: tuple[bool, bool, bool, bool]) -> None:
+    torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[2], saved[3]
 
 
 def _seed_everything(seed: int) -> None:
