@@ -135,9 +135,14 @@ def _parse_chunk(args: tuple) -> tuple[int, int]:
             rejects.append({"k": k, "where": e.where, "expected": e.expected, "found": e.found,
                             "reason": str(e)})
             continue
-        except (OSError, UnicodeError) as e:
+        except OSError as e:
             rejects.append({"k": k, "where": None, "expected": "a readable file", "found": repr(e),
                             "reason": f"{it.path}: {e}"})
+            continue
+        except Exception as e:  # a parser bug must not cost a 50 000-file run: record it loudly, keep going
+            rejects.append({"k": k, "where": None, "expected": "a file the parser handles",
+                            "found": f"{type(e).__name__}: {e}",
+                            "reason": f"{it.path}: unexpected {type(e).__name__} in the parser (please report): {e}"})
             continue
         if max_frames is not None and x.shape[1] > max_frames:
             info = dict(info, truncated_from=int(x.shape[1]))
@@ -184,7 +189,8 @@ def run_plan(plan: Plan, out: str | os.PathLike, workers: int | None = None, chu
     cache.mkdir(exist_ok=True)
     shard = [cache / f"chunk{i:06d}_{k}.npz" for i, k in enumerate(keys)]
     todo = [i for i in range(len(chunks)) if not shard[i].exists()]
-    done_files = sum(len(chunks[i]) for i in range(len(chunks)) if i not in set(todo))
+    todo_set = set(todo)
+    done_files = sum(len(c) for i, c in enumerate(chunks) if i not in todo_set)
     if done_files:
         log(f"resuming: {len(chunks) - len(todo)} of {len(chunks)} chunks already parsed ({done_files} files)")
     workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
@@ -278,7 +284,7 @@ def run_plan(plan: Plan, out: str | os.PathLike, workers: int | None = None, chu
     atomic_write_text(out / "rejects.tsv", tsv.getvalue())
 
     summary = _summary(plan, N, rejects, split_counts(splits), lengths_all, infos, t_parse, time.time() - t0, out,
-                       len(plan.items) + len([r for r in plan.skipped]))
+                       len(plan.items) + len(plan.skipped))
     meta = {
         "format": 1,
         "dataset": plan.dataset,
