@@ -319,3 +319,22 @@ def test_single_stream_row_reports_only_its_head(tiny_store, tmp_path):
 def test_split_aliases_are_canonical_in_the_saved_config(tiny_store, tmp_path):
     res = fit(tiny_config(tiny_store, tmp_path / "run", epochs=1, max_steps_per_epoch=1, split="CS"))
     assert res.result["split"] == "xsub" and TrainConfig.load(tmp_path / "run" / "config.yaml").split == "xsub"
+
+
+def test_rng_state_round_trip_and_checkpoint_errors(tmp_path):
+    state = ckpt.rng_state()
+    a = (random.random(), np.random.rand(), torch.rand(3))
+    ckpt.set_rng_state(state)
+    b = (random.random(), np.random.rand(), torch.rand(3))
+    assert a[:2] == b[:2] and torch.equal(a[2], b[2])
+    ckpt.save({"x": torch.arange(3)}, tmp_path / "c.pt")
+    assert torch.equal(ckpt.load(tmp_path / "c.pt")["x"], torch.arange(3))
+    data = (tmp_path / "c.pt").read_bytes()
+    (tmp_path / "half.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(RuntimeError, match=r"half\.pt: cannot read checkpoint"):
+        ckpt.load(tmp_path / "half.pt")
+    torch.save({"weights": 1}, tmp_path / "foreign.pt")
+    with pytest.raises(RuntimeError, match=r"foreign\.pt: not an slnl checkpoint"):
+        ckpt.load(tmp_path / "foreign.pt")
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        ckpt.load(tmp_path / "missing.pt")

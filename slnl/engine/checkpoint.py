@@ -12,7 +12,7 @@ a SIGKILL during the write leaves the previous file intact):
 ``epoch``, ``step``   position: the next optimiser step to run is ``step`` of epoch ``epoch`` (0-based); an
                       end-of-epoch checkpoint has ``step = 0`` of the next epoch
 ``global_step``       optimiser steps done so far
-``per_rank``          one entry per process: RNG states (python, numpy, torch CPU, torch CUDA) and the running sums of
+``per_rank``          one entry per process: RNG states (python, numpy, torch CPU, its CUDA device) and the sums of
                       the unfinished epoch's training metrics
 ``history``           the per-epoch metrics so far (metrics.jsonl is rewritten from it)
 ``best``              best test top-1 so far: {epoch, top1, top5} or None
@@ -39,24 +39,24 @@ from slnl.utils import atomic_torch_save
 CHECKPOINT_FORMAT = 1
 
 
-def rng_state() -> dict[str, Any]:
+def rng_state(device: torch.device | None = None) -> dict[str, Any]:
+    """Every random state this process draws from: python, numpy, torch CPU and, for a CUDA ``device``, that
+    device's generator only (touching the other GPUs would create a CUDA context on each from every process)."""
+    cuda = device is not None and device.type == "cuda"
     return {
         "python": random.getstate(),
         "numpy": np.random.get_state(),
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None,
+        "cuda": torch.cuda.get_rng_state(device) if cuda else None,
     }
 
 
-def set_rng_state(state: dict[str, Any]) -> None:
+def set_rng_state(state: dict[str, Any], device: torch.device | None = None) -> None:
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
-    cuda = state.get("cuda")
-    if cuda is not None and torch.cuda.is_available():
-        # A run resumed on fewer devices restores what it can; the rest keep their seeded state.
-        for i, s in enumerate(cuda[: torch.cuda.device_count()]):
-            torch.cuda.set_rng_state(s, i)
+    if state.get("cuda") is not None and device is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def save(state: dict[str, Any], path: str | os.PathLike) -> None:

@@ -515,8 +515,8 @@ class _Trainer:
 
     # ------------------------------------------------------------------------------------------------ state
     def _rank_state(self) -> dict[str, Any]:
-        return {"rng": ckpt.rng_state(), "sums": self.sums.cpu().clone(), "train_time": self.train_time,
-                "heads": sorted(self.heads_seen)}
+        return {"rng": ckpt.rng_state(self.device), "sums": self.sums.cpu().clone(),
+                "train_time": self.train_time, "heads": sorted(self.heads_seen)}
 
     def _checkpoint(self, path_name: str = "last.pt", extra: dict[str, Any] | None = None) -> None:
         per_rank = D.all_gather_object(self._rank_state(), self.info)  # collective: every process calls this
@@ -548,7 +548,7 @@ class _Trainer:
         per_rank = state["per_rank"]
         if len(per_rank) == self.info.world_size:
             mine = per_rank[self.info.rank]
-            ckpt.set_rng_state(mine["rng"])
+            ckpt.set_rng_state(mine["rng"], self.device)
             self.sums = mine["sums"].to(self.device)
         else:
             # Different number of processes: data order and crops are unchanged (pure functions of seed, epoch,
