@@ -297,3 +297,22 @@ def test_resume_after_interrupt_and_parallel_equals_serial(tmp_path, monkeypatch
     logs.clear()
     prep.run_plan(ntu.plan("ntu60", raw), tmp_path / "st", chunk_size=2, progress=False, log=logs.append)
     assert "nothing to do" in logs[0]
+
+
+def test_cli_summary_is_actionable(tmp_path, capsys):
+    from slnl.data.prepare import main
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "S001C001P001R001A001.skeleton").write_text(good_text())
+    (raw / "S001C002P003R001A002.skeleton").write_text(good_text()[:-300])
+    assert main(["prepare", "ntu60", "--raw", str(raw), "--out", str(tmp_path / "st"), "--workers", "1",
+                 "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "kept: 1  rejected: 1" in out
+    assert [ln.split() for ln in out.splitlines() if ln.strip().startswith(("xsub", "xview"))] == [
+        ["xsub", "train", "1", "0", "0", "0"], ["xsub", "test", "0", "1", "0", "0"],
+        ["xview", "train", "0", "1", "0", "0"], ["xview", "test", "1", "0", "0", "0"]]
+    assert f"every left-out file, with its reason: {tmp_path / 'st' / 'rejects.tsv'}" in out and "time: parse" in out
+    assert main(["prepare", "ntu60", "--raw", str(raw), "--out", str(tmp_path / "x"), "--num-classes", "3"]) == 1
+    assert "do not apply to ntu60" in capsys.readouterr().err

@@ -42,6 +42,11 @@ from .errors import DataFormatError
 CACHE_DIR = ".prepare_cache"
 REJECT_COLUMNS = ["name", "file", "status", "reason", "where", "expected", "found"]
 DATASETS = ("ntu60", "ntu120", "kinetics", "msr3d", "npz", "synthetic")
+DATASET_OPTIONS = {
+    "ntu60": ("missing_list", "max_frames"), "ntu120": ("missing_list", "max_frames"),
+    "kinetics": ("label_names", "max_frames"), "msr3d": ("used_list",), "npz": (),
+    "synthetic": ("num_classes", "per_class", "seed", "min_len", "max_len"),
+}
 
 
 # ---------------------------------------------------------------------------------------------------------- plan
@@ -381,6 +386,14 @@ def prepare_dataset(name: str, raw: str | os.PathLike | None, out: str | os.Path
     run_opts = {k: options.pop(k) for k in ("workers", "chunk_size", "keep_cache", "progress", "force")
                 if k in options}
     quiet = options.pop("quiet", False)
+    allowed = DATASET_OPTIONS.get(name)
+    if allowed is None:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+    wrong = sorted(set(options) - set(allowed))
+    if wrong:
+        raise ValueError(f"option(s) {', '.join(wrong)} do not apply to {name}; it takes "
+                         f"{', '.join(allowed) or 'no dataset options'} (and workers, chunk_size, keep_cache, "
+                         "progress, force, quiet)")
     log = (lambda *_: None) if quiet else print
     if name == "npz":
         from .npz import convert
