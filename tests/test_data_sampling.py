@@ -141,3 +141,16 @@ def test_unknown_split_and_aliases(store):
     with pytest.raises(KeyError, match="available: xsub"):
         load(root, "xview")
     assert len(load(root, "cs", "test")) == 10
+
+
+def test_pickle_sends_the_path_not_the_array(store):
+    import pickle
+
+    root, _, _ = store
+    ds = load(root, "xsub", "train", T=16, seed=2)
+    ds.set_epoch(5)
+    blob = pickle.dumps(ds)
+    assert len(blob) < ds.x.nbytes / 4  # the memory map is not copied
+    back = pickle.loads(blob)
+    assert isinstance(back.x, np.memmap) and back.epoch == 5
+    assert torch.equal(back[3][0], ds[3][0])

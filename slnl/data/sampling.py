@@ -144,8 +144,10 @@ class SkeletonDataset(torch.utils.data.Dataset):
         train: bool = True,
         seed: int = 0,
         meta: dict | None = None,
+        store_dir: str | None = None,
     ):
         self.x, self.labels, self.num_frames = x, labels, num_frames
+        self.store_dir = None if store_dir is None else str(store_dir)
         self.names = list(names)
         self.indices = np.asarray(indices, dtype=np.int64)
         self.class_names = list(class_names)
@@ -158,6 +160,21 @@ class SkeletonDataset(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.indices)
+
+    # Pickling (spawn DataLoader workers, DDP): send the store's path, not the memory map's contents (pickling an
+    # np.memmap copies the whole array into every worker).
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        if self.store_dir is not None:
+            state["x"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self.x is None:
+            from pathlib import Path
+
+            self.x = np.load(Path(self.store_dir) / "x.npy", mmap_mode="r")
 
     def crop(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(start, length)`` of the crops of the samples at ``positions`` (positions in this subset) this epoch."""

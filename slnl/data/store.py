@@ -100,7 +100,7 @@ def load(
     return SkeletonDataset(
         x=st.x, labels=st.labels, num_frames=st.num_frames, names=st.names, indices=rows,
         class_names=st.class_names, T=T, train=(subset == "train") if train is None else train, seed=seed,
-        meta=st.meta,
+        meta=st.meta, store_dir=str(st.root),
     )
 
 
