@@ -8,9 +8,9 @@ same code as ``slnl prepare ntu60``.
 What separates the classes is exactly what the paper's components are built to see, and nothing else:
 
 * **frequency** (frequency attention, §3.2): the driving movement makes ``slow`` 1.0–2.2 or ``fast`` 1.8–3.6
-  cycles per clip (the overlap is deliberate: a few per cent of clips are ambiguous). Frequency is given per clip, not per second, so it survives the §4.1 crop-and-resize; a random
-  crop (ratio 0.5–1) of a slow clip and one of a fast clip can show a similar number of cycles, which is one source
-  of confusion that keeps the task from being trivial.
+  cycles per clip (the overlap is deliberate: some clips are ambiguous). Frequency is given per clip, not per
+  second, so it survives the §4.1 crop-and-resize; a random crop (ratio 0.5–1) of a slow clip and one of a fast
+  clip can show a similar number of cycles, another confusion that keeps the task from being trivial.
 * **coordination between distant joints** (non-local, §3.3): the right arm and the *left* leg swing with the same
   frequency, either in phase or in anti-phase (± 60° jitter). Amplitudes are random per clip, so only their
   relative phase tells.
