@@ -99,7 +99,8 @@ def fig4_notebook() -> nbformat.NotebookNode:
             'results_dir = "results"  # the figure goes to <results_dir>/figures/fig4.png\n',
             metadata={"tags": ["parameters"]}),
         new_code_cell("from slnl import experiments, report\n\n"
-                      'path = experiments.repo_path(results_dir) / "figures" / "fig4.png"  # relative: to the repo root'),
+                      "# a relative results_dir is relative to the repository root, wherever the kernel runs\n"
+                      'path = experiments.repo_path(results_dir) / "figures" / "fig4.png"'),
         new_code_cell("fig, curves = report.fig4(pairs, path=path)\nfig"),
     ]
     return _notebook(cells)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -230,16 +230,12 @@ def paper_table(table: str | int | ex.Table, results: str | Path | pd.DataFrame 
     ds = sorted(set(runs["dataset"].dropna())) if len(runs) else []
     sc = sorted(set(runs["scale"].dropna())) if len(runs) else []
     ep = sorted(set(int(e) for e in runs["epochs"].dropna())) if len(runs) else []
-    notes = list(tbl.notes)
-    for d in ds:
-        note = ex.stand_in_note(tbl, d)
-        if note:
-            notes.insert(0, note)
+    warnings = [w for w in (ex.stand_in_note(tbl, d) for d in ds) if w]
     if "cpu" in sc:
-        notes.insert(0, "Scale cpu: a small model trained a few epochs — checks the pipeline end to end; the numbers "
+        warnings.append("Scale cpu: a small model trained a few epochs — checks the pipeline end to end; the numbers "
                         "are not expected to approach the paper's.")
     frame.attrs.update(table=tbl.name, title=tbl.title, dataset=",".join(ds), scale=",".join(sc),
-                       epochs=",".join(map(str, ep)), notes=notes)
+                       epochs=",".join(map(str, ep)), warnings=warnings, notes=list(tbl.notes))
     return frame
 
 
@@ -336,8 +332,9 @@ def table_markdown(frame: pd.DataFrame, claims: pd.DataFrame | None = None) -> s
     a = frame.attrs
     parts = [f"# {frame.index.name}: {a.get('title', '')}\n",
              f"Dataset: {a.get('dataset') or '(no runs yet)'} · scale: {a.get('scale') or '-'} · epochs: "
-             f"{a.get('epochs') or '-'} · accuracies in %, ours = mean ± std over seeds (n).\n",
-             to_markdown(display_frame(frame))]
+             f"{a.get('epochs') or '-'} · accuracies in %, ours = mean ± std over seeds (n).\n"]
+    parts += [f"> **{w}**\n" for w in a.get("warnings") or []]
+    parts += [to_markdown(display_frame(frame))]
     if claims is not None and len(claims):
         c = claims.drop(columns=["claim"]).copy()
         parts += ["\n## The paper's claimed improvements\n",
@@ -531,12 +528,12 @@ def confusion_figure(run_dir: str | Path, path: str | Path | None = None, normal
     import seaborn as sns
 
     n = len(names)
-    size = min(max(4.0, 0.22 * n + 2.5), 16.0)
-    fig, ax = plt.subplots(figsize=(size + 1.0, size))
+    size = min(max(6.0, 0.3 * n + 3.0), 18.0)
+    fig, ax = plt.subplots(figsize=(size + 1.5, size))
     sns.heatmap(mat, ax=ax, cmap="viridis", vmin=0.0, vmax=1.0 if normalize else None, square=True,
                 xticklabels=n <= 60, yticklabels=n <= 60, cbar_kws={"label": "recall" if normalize else "count"})
     ax.tick_params(labelsize=max(4, 9 - n // 15))
-    ax.set_title(title or f"Confusion matrix (top-1 {100 * res['top1']:.1f}%): {run_dir.name}")
+    ax.set_title(title or f"Confusion matrix (top-1 {100 * res['top1']:.1f}%)\n{run_dir.name}", fontsize=10)
     fig.tight_layout()
     if path is not None:
         save_figure(fig, path)
@@ -658,8 +655,11 @@ def frequency_figure(run_dir: str | Path, path: str | Path | None = None, classe
             if i == 0:
                 axes[i, j].set_title(f"{s} · M_{comp}", fontsize=9)
             if j == 0:
+                import textwrap
+
                 name = g["class_names"][k] if k < len(g["class_names"]) else str(k)
-                axes[i, j].set_ylabel(f"{name[:22]}\n(n={count[k]})\nu (time)", fontsize=8)
+                label = "\n".join(textwrap.wrap(name, 20)[:3])
+                axes[i, j].set_ylabel(f"{label}\n(n={count[k]})  u (time)", fontsize=7)
             if i == len(classes) - 1:
                 axes[i, j].set_xlabel("v (joints)", fontsize=8)
             axes[i, j].tick_params(labelsize=6)
@@ -690,12 +690,14 @@ NTU_LAYOUT = {1: (0, 0), 2: (0, .35), 21: (0, .65), 3: (0, .8), 4: (0, .95), 5: 
 def map_affinity(new: np.ndarray, W_s: np.ndarray) -> np.ndarray:
     """An affinity among the skeleton transformer's N' new joints mapped to the N original joints: ``R^T A' P`` with
     P = |W_s| normalised per row and R = |W_s| normalised per column (see ``nonlocal_affinity``). Row-stochastic in,
-    row-stochastic out; a permutation W_s just permutes A'."""
+    row-stochastic out; a permutation W_s just permutes A'. An original joint with an all-zero column of W_s (the
+    model does not see it) gets a NaN row: its affinity is undefined, not zero."""
     w = np.abs(np.asarray(W_s, dtype=float))  # (N', N)
     if new.shape != (w.shape[0], w.shape[0]):
         raise ValueError(f"map_affinity: affinity {new.shape} does not match W_s {w.shape} (expected N'×N')")
     P = w / np.maximum(w.sum(axis=1, keepdims=True), 1e-12)
-    R = w / np.maximum(w.sum(axis=0, keepdims=True), 1e-12)
+    col = w.sum(axis=0, keepdims=True)
+    R = w / np.where(col > 0, col, np.nan)  # an original joint no new joint carries has no affinity row: NaN
     return R.T @ new @ P
 
 
@@ -780,7 +782,8 @@ def skeleton_figure(run_dir: str | Path, path: str | Path | None = None, queries
     if on_skeleton:
         xy = np.array([NTU_LAYOUT[j] for j in range(1, 26)])
         for ax, q in zip(axes[0, 1:], queries):
-            w = A[q - 1]
+            unseen = bool(np.isnan(A[q - 1]).all())  # a joint the skeleton transformer gives no weight to
+            w = np.nan_to_num(A[q - 1])
             for a, b in NTU_BONES:
                 ax.plot(*xy[[a - 1, b - 1]].T, color="0.75", lw=2, zorder=1)
             wn = w / max(w.max(), 1e-12)
@@ -789,7 +792,7 @@ def skeleton_figure(run_dir: str | Path, path: str | Path | None = None, queries
                     ax.plot(*xy[[q - 1, j]].T, color="tab:red", lw=3 * wn[j], alpha=0.15 + 0.6 * wn[j], zorder=2)
             sc = ax.scatter(xy[:, 0], xy[:, 1], c=w, cmap="viridis", s=60, zorder=3, edgecolors="k", linewidths=0.5)
             ax.scatter(*xy[q - 1], s=220, facecolors="none", edgecolors="tab:red", linewidths=2, zorder=4)
-            ax.set_title(f"query: {NTU_JOINTS[q - 1]}", fontsize=9)
+            ax.set_title(f"query: {NTU_JOINTS[q - 1]}" + (" (not seen by the model)" if unseen else ""), fontsize=9)
             ax.set_aspect("equal")
             ax.axis("off")
         fig.colorbar(sc, ax=list(axes[0, 1:]), shrink=0.7, label="affinity to query")

@@ -97,9 +97,8 @@ def _table_params(params: dict[str, Any]) -> dict[str, Any]:
 
 def pending(tbl: ex.Table, rows: Sequence[ex.Row], params: dict[str, Any]) -> tuple[list[ex.Row], list[ex.Row]]:
     """(rows with a missing result file, rows already finished) for the splits and seeds the parameters ask for."""
-    sc = ex.SCALES[params.get("scale", "cpu")]
     store = ex.resolve_store(params.get("dataset", "synthetic"), params.get("data_root") or None)
-    splits = [ex.split_label(s) for s in ex.parse_list(params.get("split"))] or ex.default_splits(tbl, store, sc)
+    splits = [ex.split_label(s) for s in ex.parse_list(params.get("split"))] or ex.default_splits(tbl, store)
     seeds = ex.parse_list(params.get("seeds", 0), int) or [0]
     results_dir = Path(params.get("results_dir", "results"))
     todo, done = [], []
@@ -128,9 +127,9 @@ def sweep(table_name: str, params: dict[str, Any], rows: str | None = None, gpus
     finished, 1 otherwise."""
     tbl = ex.table(table_name)
     params = _table_params(dict(params))
+    # Paths on the command line are relative to where the command runs; the notebooks get them absolute.
     params["results_dir"] = str(Path(params.get("results_dir", "results")).resolve())
-    if params.get("data_root") in ("", None):
-        params["data_root"] = None
+    params["data_root"] = str(Path(params["data_root"]).resolve()) if params.get("data_root") else None
     selected = ex.select_rows(tbl, rows, m1=params.get("M1"), affinity=params.get("affinity"))
     params.pop("M1", None)
     params.pop("affinity", None)  # the row is named explicitly below
@@ -163,7 +162,10 @@ def sweep(table_name: str, params: dict[str, Any], rows: str | None = None, gpus
         where = f"GPU {slot}" if slot is not None else "CPU"
         log(f"{tbl.name} {r.slug}: running on {where} -> {nb_dir / (r.slug + '.ipynb')}")
         t0 = time.time()
-        code, tail = run_notebook(NOTEBOOKS / f"{tbl.name}.ipynb", nb_dir / f"{r.slug}.ipynb", p, kern, env)
+        try:
+            code, tail = run_notebook(NOTEBOOKS / f"{tbl.name}.ipynb", nb_dir / f"{r.slug}.ipynb", p, kern, env)
+        except Exception as e:  # noqa: BLE001 - a row that cannot even start is recorded like one that failed
+            code, tail = -1, f"{type(e).__name__}: {e}"
         with lock:
             if code == 0:
                 _record_failure(fail_path, r.slug, None)
@@ -217,7 +219,8 @@ def reproduce(dataset: str = "synthetic", data_root: str | None = None, scale: s
     kern = kernel_name(kernel)
     if split is None and scale == "cpu":
         split = "CS"  # the 30-minute budget of `make reproduce` on 2 cores: one split at the cpu scale
-    params = {"dataset": dataset, "data_root": data_root or None, "split": split, "scale": scale, "epochs": epochs,
+    data_root = str(Path(data_root).resolve()) if data_root else None
+    params = {"dataset": dataset, "data_root": data_root, "split": split, "scale": scale, "epochs": epochs,
               "seeds": seeds, "device": device, "results_dir": str(results),
               "max_steps_per_epoch": max_steps_per_epoch}
     if dataset == "synthetic" and not data_root:

@@ -156,7 +156,8 @@ def test_row_config_is_a_valid_train_config():
 
 
 def test_result_path_and_splits(tmp_path):
-    assert ex.result_path("results", "table6", "slnl-3", "xview", 2).as_posix() == "results/table6/slnl-3__CV__seed2.json"
+    path = ex.result_path("results", "table6", "slnl-3", "xview", 2)
+    assert path.as_posix() == "results/table6/slnl-3__CV__seed2.json"
     assert ex.store_split("CS") == "xsub" and ex.split_label("xset") == "CSet"
     assert ex.parse_list("0, 1;2", int) == [0, 1, 2] and ex.parse_list(0, int) == [0] and ex.parse_list(None) == []
     assert "STAND-IN" in ex.stand_in_note(ex.TABLE2, "synthetic") and ex.stand_in_note(ex.TABLE2, "kinetics") == ""
