@@ -280,3 +280,13 @@ def test_config_is_frozen_and_lists_become_tuples():
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.m1 = 2  # type: ignore[misc]
     assert ModelConfig().validate() == PRESETS["ntu"]
+
+
+def test_skeleton_transformer_with_fewer_new_joints_starts_as_group_means():
+    """N' < N: every original joint contributes to exactly one new joint at initialisation (no joint starts dead)."""
+    st = SkeletonTransformer(25, 16)
+    W = st.W_s.detach()
+    assert torch.equal((W > 0).sum(dim=0), torch.ones(25, dtype=torch.long))  # each joint in one group
+    torch.testing.assert_close(W.sum(dim=1), torch.ones(16))  # each new joint is a mean
+    x = torch.randn(2, 3, 5, 25)
+    torch.testing.assert_close(st(x)[..., 0], x[..., :2].mean(-1))  # group 0 = joints 0 and 1 (0·16//25 = 1·16//25 = 0)

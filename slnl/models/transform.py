@@ -83,9 +83,12 @@ class SkeletonTransformer(nn.Module):
     is S' = W_s S ∈ R^{N'×d} for every frame, i.e. S'^T = S^T W_s^T, which is what ``forward`` computes on the joint
     axis of ``(B, C, T, N)``.
 
-    Initialisation: the first min(N, N') new joints are the original joints (W_s starts with an identity block), the
-    remaining rows are random mixtures (``nn.Linear``'s U(-1/√N, 1/√N)), so the network starts from the raw skeleton
-    plus extra joints rather than from N' arbitrary blends. TS-CNN (Li et al. 2017) learns the same matrix.
+    Initialisation: with N' ≥ N (the paper's 64 ≥ 25) the first N new joints are the original joints (W_s starts
+    with an identity block) and the remaining rows are random mixtures (``nn.Linear``'s U(-1/√N, 1/√N)), so the
+    network starts from the raw skeleton plus extra joints rather than from N' arbitrary blends. With N' < N (small
+    presets) an identity block would start some joints at weight zero; instead new joint i starts as the mean of the
+    i-th of N' contiguous groups of original joints, so every joint contributes from the first step. TS-CNN (Li et
+    al. 2017) learns the same matrix.
     """
 
     def __init__(self, num_joints: int, new_joints: int) -> None:
@@ -98,10 +101,16 @@ class SkeletonTransformer(nn.Module):
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
-        bound = self.num_joints**-0.5
-        self.W_s.uniform_(-bound, bound)
-        k = min(self.num_joints, self.new_joints)
-        self.W_s[:k] = torch.eye(k, self.num_joints)
+        N, Np = self.num_joints, self.new_joints
+        if Np >= N:
+            bound = N**-0.5
+            self.W_s.uniform_(-bound, bound)
+            self.W_s[:N] = torch.eye(N)
+        else:  # group j -> new joint floor(j·N'/N): contiguous, non-empty groups covering every joint once
+            group = torch.arange(N) * Np // N
+            W = torch.zeros(Np, N)
+            W[group, torch.arange(N)] = 1.0
+            self.W_s.copy_(W / W.sum(dim=1, keepdim=True))
 
     def forward(self, x: Tensor) -> Tensor:  # (B, C, T, N) -> (B, C, T, N')
         return torch.matmul(x, self.W_s.t())
