@@ -85,7 +85,7 @@ if [ -n "$PY" ]; then
 
   # ------------------------------------------------------------------------------------------------ 4. throughput
   # The suite's own budget ends it cleanly before the step's hard timeout.
-  step bench 270 "$PY" -m slnl bench --suite "$SUITE" --device "$DEVICE" --budget-s 240 --json "$OUTD/$SUITE.json"
+  step bench 240 "$PY" -m slnl bench --suite "$SUITE" --device "$DEVICE" --budget-s 200 --json "$OUTD/$SUITE.json"
 
   # ------------------------------------------------------------------------------------------------ 5. markdown
   step markdown 30 "$PY" -m slnl bench --md-only --md "$OUTD/README.md"

@@ -775,8 +775,19 @@ def _preset_T(preset: str) -> int:
 def _header() -> dict[str, Any]:
     import torch
 
-    return {"torch": torch.__version__, "commit": git_commit(), "python": platform.python_version(),
-            "host": platform.node(), "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    return {"torch": torch.__version__, "commit": git_commit(), "commit_dirty": _slnl_dirty(),
+            "python": platform.python_version(), "host": platform.node(),
+            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+def _slnl_dirty() -> bool | None:
+    """Whether the measured package differs from ``commit`` (uncommitted changes under slnl/)."""
+    try:
+        r = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "slnl"], cwd=REPO_ROOT, capture_output=True,
+                           timeout=10)
+        return {0: False, 1: True}.get(r.returncode)
+    except Exception:
+        return None
 
 
 def run_suite(name: str, isolate: bool = True, data_store: str | None = "synthetic",
@@ -883,9 +894,9 @@ def render_markdown(results_dir: str | os.PathLike = RESULTS_DIR) -> str:
         "`torch.cuda.max_memory_allocated` on CUDA, resident tensors + VmHWM growth in a fresh process on CPU; "
         "FLOPs by `FlopCounterMode`, forward+backward for training).",
         "",
-        "| file | device | preset | batch | m1 | non-local | precision | compiled | train samples/s | "
+        "| file | device | preset | batch | m1 | non-local | precision | compiled | train samples/s | train step (ms) | "
         "infer samples/s | peak memory (MiB) | GFLOP/sample (train) | MFU train | torch | commit |",
-        "| --- | --- | --- | ---: | --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+        "| --- | --- | --- | ---: | --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
     ]
     goals = []
     for path in sorted(results_dir.glob("*.json")):
@@ -909,17 +920,20 @@ def render_markdown(results_dir: str | os.PathLike = RESULTS_DIR) -> str:
             if "error" in row:
                 lines.append(f"| {path.name} | {dname} | {c.get('preset')} | {c.get('batch_size')} | "
                              f"{c.get('m1') if c.get('m1') is not None else 'preset'} | {c.get('nonlocal_impl')} | "
-                             f"{c.get('precision')} | {c.get('compile')} | error: {row['error'][:80]} | | | | | | |")
+                             f"{c.get('precision')} | {c.get('compile')} | error: {row['error'][:80]} | | | | | | | |")
                 continue
             lines.append(
                 f"| {path.name} | {dname} | {c.get('preset')} | {c.get('batch_size')} | "
                 f"{c.get('m1') if c.get('m1') is not None else 'preset'} | {c.get('nonlocal_impl')} | "
                 f"{c.get('precision')} | {'yes' if c.get('compile') else 'no'} | "
-                f"{f(row.get('train_samples_per_s'), '.1f')} | {f(row.get('infer_samples_per_s'), '.1f')} | "
+                f"{f(row.get('train_samples_per_s'), '.3g')} | "
+                f"{f(tr.get('step_time_s_median') and 1e3 * tr['step_time_s_median'], '.1f')} | "
+                f"{f(row.get('infer_samples_per_s'), '.3g')} | "
                 f"{_mib(row.get('peak_memory_bytes'))} | "
                 f"{f(tr.get('flops_per_sample') and tr['flops_per_sample'] / 1e9, '.2f')} | "
                 f"{f(tr.get('mfu') and 100 * tr['mfu'], '.1f')}{'%' if tr.get('mfu') is not None else ''} | "
-                f"{row.get('torch', doc.get('torch', '?'))} | {(row.get('commit') or doc.get('commit') or '?')[:8]} |"
+                f"{row.get('torch', doc.get('torch', '?'))} | {(row.get('commit') or doc.get('commit') or '?')[:8]}"
+                f"{'+dirty' if row.get('commit_dirty') else ''} |"
             )
         if "goal" in doc:
             goals.append(f"- `{path.name}` ({doc.get('suite')}): " + ", ".join(
@@ -1048,6 +1062,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--time-to-reproduce", action="store_true",
                    help="print training time per paper table from the throughput in --from")
     p.add_argument("--from", dest="from_json", default=None, help="bench JSON for --time-to-reproduce")
+    p.add_argument("--seeds", type=int, default=1, help="--time-to-reproduce: seeds per row (default 1)")
     p.add_argument("--budget-s", type=float, default=None, help="--suite: wall-clock budget for all configurations")
     p.add_argument("--check", metavar="DEVICE", default=None,
                    help="correctness check: fused/reference on DEVICE vs a float64 CPU reference (then exit)")
@@ -1069,7 +1084,7 @@ def main(argv: list[str] | None = None) -> int:
             print("slnl bench --time-to-reproduce: --from FILE (a bench JSON) is required", file=sys.stderr)
             return 2
         doc = json.loads(Path(args.from_json).read_text())
-        print(render_time_to_reproduce(time_to_reproduce(_rows_of(doc), paper_tables())), end="")
+        print(render_time_to_reproduce(time_to_reproduce(_rows_of(doc), paper_tables(args.seeds))), end="")
         return 0
 
     if args.check:

@@ -53,7 +53,7 @@ def test_markdown_lists_rows_with_device(tiny_json):
     md = bench.render_markdown(tiny_json.parent)
     doc = json.loads(tiny_json.read_text())
     row = [line for line in md.splitlines() if line.startswith("| tiny.json")]
-    assert len(row) == 1 and doc["device"]["name"] in row[0] and f"{doc['train_samples_per_s']:.1f}" in row[0]
+    assert len(row) == 1 and doc["device"]["name"] in row[0] and f"{doc['train_samples_per_s']:.3g}" in row[0]
 
 
 def test_linear_flops_are_analytic():
