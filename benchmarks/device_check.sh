@@ -2,8 +2,8 @@
 # One GPU window, under 5 minutes: is CUDA right, then how fast.
 #
 #   1. environment: nvidia-smi, which python has a CUDA torch
-#   2. python: this repo's .venv if its torch sees CUDA; else a venv over the machine's own torch
-#      (--system-site-packages, `pip install -e . --no-deps`, no network); else python3 with PYTHONPATH=repo
+#   2. python: this repo's .venv if its torch sees CUDA; else the machine's python3 with PYTHONPATH=repo (slnl is pure
+#      Python: nothing is installed, nothing fetched)
 #   3. check: fused and reference non-local on CUDA in float32 against a float64 CPU reference of the same weights
 #      (heads, SMFL multi-task loss, gradients; tolerances in slnl.bench.CHECK_TOL), fused vs reference on CUDA,
 ##      a bf16-autocast step finite  ->  device_check.json
@@ -60,21 +60,16 @@ usable_torch() {  # a torch that can run on $DEVICE
 if [ -x .venv/bin/python ] && usable_torch .venv/bin/python; then
   PY=$REPO/.venv/bin/python
   echo "python: $PY (repo venv)" | tee -a "$LOG"
-elif command -v python3 >/dev/null && python3 -c 'import torch' >/dev/null 2>&1; then
-  VENV=/tmp/slnl-device-venv
-  step venv 90 bash -c "python3 -m venv --system-site-packages $VENV && \
-    $VENV/bin/python -m pip install -q --no-deps --no-build-isolation --no-index -e $REPO"
-  if [ -x $VENV/bin/python ] && $VENV/bin/python -c 'import slnl, torch' >/dev/null 2>&1; then
-    PY=$VENV/bin/python
-    echo "python: $PY (venv over the machine's torch, slnl installed editable)" | tee -a "$LOG"
-  else
-    PY=$(command -v python3)
-    export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
-    echo "python: $PY with PYTHONPATH=$REPO (venv/pip install failed)" | tee -a "$LOG"
-  fi
+elif command -v python3 >/dev/null && usable_torch python3; then
+  # The lent machines' python3 (KINDS.md: /opt/torch/.venv/bin/python3, torch 2.11 + CUDA) is itself a venv: a
+  # `venv --system-site-packages` made from it would see the base interpreter's packages, not its torch. slnl is pure
+  # Python, so the machine's python3 with the repository on PYTHONPATH runs it without installing anything.
+  PY=$(command -v python3)
+  export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
+  echo "python: $PY with PYTHONPATH=$REPO" | tee -a "$LOG"
 else
-  echo "no python with torch found: nothing to check" | tee -a "$LOG"
-  SUMMARY+=("python     FAILED (no torch)")
+  echo "no python whose torch can run on $DEVICE (.venv, python3): nothing to check" | tee -a "$LOG"
+  SUMMARY+=("python     FAILED (no torch for $DEVICE)")
 fi
 
 if [ -n "$PY" ]; then
