@@ -376,7 +376,7 @@ def measure(cfg: BenchConfig) -> dict[str, Any]:
         "config": dataclasses.asdict(cfg),
         "model": {"preset": cfg.preset, "overrides": overrides, "params": int(n_params),
                   "input_shape": [cfg.batch_size, C, T, V, M], "num_classes": K},
-        "device": info, "peak_tflops": peak, "peak_basis": basis,
+        "device_name": info["name"], "device": info, "peak_tflops": peak, "peak_basis": basis,
     }
     probe = _MemoryProbe(device)
     # Other processes on the same cores slow a CPU measurement down; the load average says how busy the host was.

@@ -31,7 +31,7 @@ def test_cli_json_top_level(tiny_json):
     assert doc["train_samples_per_s"] > 0 and doc["infer_samples_per_s"] > 0
     assert doc["peak_memory_bytes"] == doc["train"]["peak_memory_bytes"] > 0
     assert doc["config"]["preset"] == "cpu" and doc["config"]["batch_size"] == 2 and doc["config"]["mode"] == "both"
-    assert doc["device"]["type"] == "cpu" and doc["device"]["name"]
+    assert doc["device"]["type"] == "cpu" and doc["device_name"] == doc["device"]["name"] != ""
     assert doc["torch"] == torch.__version__
     assert "commit" in doc and doc["model"]["input_shape"][0] == 2
     # Internal consistency: samples/s is batch / median step time of exactly `steps` timed steps.
