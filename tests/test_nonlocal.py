@@ -153,3 +153,24 @@ def test_fused_path_never_uses_cudnn_attention():
 
     assert SDPBackend.CUDNN_ATTENTION not in FUSED_BACKENDS
     assert FUSED_BACKENDS[:2] == [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION]
+
+
+@pytest.mark.parametrize("dims", NONLOCAL_DIMS)
+def test_selective_recomputation_changes_nothing_but_memory(dims):
+    """The fused training path recomputes q/k/v in backward: same output and same gradients as keeping them."""
+    torch.manual_seed(0)
+    a = NonLocal(6, 8, dims, "fused", recompute=True).train()
+    b = NonLocal(6, 8, dims, "fused", recompute=False).train()
+    with torch.no_grad():
+        a.W_w.weight.normal_()
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(2, 6, 5, 4)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ya, yb = a(xa), b(xb)
+    torch.testing.assert_close(ya, yb, rtol=0, atol=0)
+    g = torch.randn_like(ya)
+    ya.backward(g)
+    yb.backward(g)
+    torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-6, atol=1e-7)
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
+        torch.testing.assert_close(pa.grad, pb.grad, rtol=1e-6, atol=1e-7, msg=name)

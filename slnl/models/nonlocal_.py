@@ -33,10 +33,13 @@ reference path.
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
 
 NONLOCAL_DIMS: tuple[str, ...] = ("t", "s", "st")
 NONLOCAL_IMPLS: tuple[str, ...] = ("fused", "reference")
@@ -48,11 +51,30 @@ NONLOCAL_IMPLS: tuple[str, ...] = ("fused", "reference")
 FUSED_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 
+# Selective recomputation for the fused training path: keep what the attention kernel returns (its output and
+# log-sum-exp, which its backward needs), recompute the cheap q/k/v projection and layout views in backward. Without
+# it every module keeps q, k, v, the output and a channels-last copy of its input — measured on the ntu preset
+# (M1 = 6, batch 4, CPU) at 0.33 of the reference path's peak memory; with it 0.18, for ~9% more step time.
+_SDPA_OPS = {
+    getattr(torch.ops.aten, name).default
+    for name in ("_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_flash_attention",
+                 "_scaled_dot_product_efficient_attention", "_scaled_dot_product_cudnn_attention")
+    if hasattr(torch.ops.aten, name)
+}
+
+
+def _keep_attention_output(ctx, op, *args, **kwargs) -> CheckpointPolicy:
+    return CheckpointPolicy.MUST_SAVE if op in _SDPA_OPS else CheckpointPolicy.PREFER_RECOMPUTE
+
+
 class NonLocal(nn.Module):
     """Non-local module over ``dims`` ∈ {"t", "s", "st"}: ``(B, P, T, N) -> (B, Q, T, N)``."""
 
-    def __init__(self, in_channels: int, out_channels: int, dims: str = "st", impl: str = "fused") -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, dims: str = "st", impl: str = "fused", recompute: bool = True
+    ) -> None:
         super().__init__()
+        self.recompute = recompute  # fused + training only: selective recomputation (see _keep_attention_output)
         if dims not in NONLOCAL_DIMS:
             raise ValueError(f"unknown non-local dims {dims!r}; expected one of {', '.join(NONLOCAL_DIMS)}")
         if impl not in NONLOCAL_IMPLS:
@@ -94,6 +116,12 @@ class NonLocal(nn.Module):
         return torch.softmax(torch.einsum("bhid,bhjd->bhij", q, k), dim=-1).squeeze(1)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.impl == "fused" and self.recompute and self.training and torch.is_grad_enabled():
+            context_fn = functools.partial(create_selective_checkpoint_contexts, _keep_attention_output)
+            return checkpoint(self._forward, x, use_reentrant=False, context_fn=context_fn)
+        return self._forward(x)
+
+    def _forward(self, x: Tensor) -> Tensor:
         B, _, T, N = x.shape
         q, k, v = self._sequences(x)
         if self.impl == "fused":
