@@ -149,12 +149,16 @@ def fit_check(model_kw: dict, preset: str, batch: int, steps: int, device: str, 
         h = res.history[0]
         ev = evaluate(res.run_dir, device=device)
         files = sorted(p.name for p in Path(res.run_dir).iterdir())
-        ok = (ev["top1"] == res.top1 and {"last.pt", "best.pt", "result.json", "metrics.csv"} <= set(files)
+        # evaluate() reads the store through the CPU dataset in a fresh model; under bf16 and cuDNN autotuning a
+        # near-tie may flip one prediction, so agreement within one test sample passes.
+        agree = abs(ev["top1"] - res.top1) <= 1.0 / ev["n"] + 1e-12
+        ok = (agree and {"last.pt", "best.pt", "result.json", "metrics.csv"} <= set(files)
               and np.isfinite(h["train"]["loss"]["total"]))
         say(f"fit(): {h['train']['steps']} steps of {batch} on {res.result['device']['name']} "
             f"({res.result['device']['precision']}, data_mode={res.result['device']['data_mode']}): engine "
             f"{h['samples_per_s']:.1f} samples/s incl. data; epoch+eval {h['epoch_time_s']:.1f}s, wall {wall:.1f}s; "
-            f"test top1 {res.top1:.3f} (random labels: chance); evaluate() agrees: {ev['top1'] == res.top1}")
+            f"test top1 {res.top1:.3f} (random labels: chance); evaluate() top1 {ev['top1']:.3f} "
+            f"({'identical' if ev['top1'] == res.top1 else 'within one sample' if agree else 'DIFFERENT'})")
         say(f"fit(): {'PASS' if ok else 'FAIL'} (files: {', '.join(files)})")
         return ok
 
