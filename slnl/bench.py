@@ -90,6 +90,7 @@ class BenchConfig:
     batch_size: int = 4
     m1: int | None = None
     nonlocal_impl: str = "fused"
+    recompute: str = "auto"  # fused non-local: selective recomputation (slnl.models.nonlocal_.RECOMPUTE)
     precision: str = "fp32"
     compile: bool = False
     device: str = "cpu"
@@ -120,7 +121,8 @@ class BenchConfig:
         """A short, unique, file-name-safe slug of the configuration."""
         m1 = "" if self.m1 is None else f"-m1{self.m1}"
         comp = "-compiled" if self.compile else "-eager"
-        return f"{self.preset}-b{self.batch_size}{m1}-{self.nonlocal_impl}-{self.precision}{comp}-{self.mode}"
+        rc = "" if self.recompute == "auto" else f"-recompute{self.recompute}"
+        return f"{self.preset}-b{self.batch_size}{m1}-{self.nonlocal_impl}{rc}-{self.precision}{comp}-{self.mode}"
 
 
 # ====================================================================================================================
@@ -347,7 +349,7 @@ def measure(cfg: BenchConfig) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
 
-    overrides: dict[str, Any] = {"nonlocal_impl": cfg.nonlocal_impl}
+    overrides: dict[str, Any] = {"nonlocal_impl": cfg.nonlocal_impl, "recompute": cfg.recompute}
     if cfg.m1 is not None:
         overrides["m1"] = cfg.m1
     model = build(cfg.preset, **overrides).to(device)
@@ -440,7 +442,14 @@ def measure(cfg: BenchConfig) -> dict[str, Any]:
             loss.backward()
 
         opt.zero_grad(set_to_none=True)
+        # model FLOPs (MFU's definition): the selective recomputation's second q/k/v projection is not counted
+        nonlocals = [m for m in model.modules() if hasattr(m, "recompute")]
+        saved = [m.recompute for m in nonlocals]
+        for m in nonlocals:
+            m.recompute = "never"
         res["flops_per_sample"] = count_flops(fwd_bwd) / cfg.batch_size
+        for m, r in zip(nonlocals, saved):
+            m.recompute = r
         res["achieved_tflops"] = res["flops_per_sample"] * res["samples_per_s"] / 1e12
         res["mfu"] = mfu(res["flops_per_sample"], res["samples_per_s"], peak)
         res["final_loss"] = float(losses[-1])  # a NaN here would make the timings meaningless
@@ -1043,6 +1052,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=None, help="batch size (default: 4 on CPU, the paper's on CUDA)")
     p.add_argument("--m1", type=int, default=None, help="number of SLnL blocks (default: the preset's)")
     p.add_argument("--nonlocal", dest="nonlocal_impl", choices=NONLOCAL_IMPLS, default="fused")
+    p.add_argument("--recompute", choices=("auto", "always", "never"), default="auto",
+                   help="fused non-local: recompute q/k/v in backward (auto: on CPU, off on CUDA)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda if available)")
@@ -1119,6 +1130,7 @@ def main(argv: list[str] | None = None) -> int:
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
         bs = args.batch_size or (PAPER_BATCH.get(args.preset, 4) if device.startswith("cuda") else 4)
         cfg = BenchConfig(preset=args.preset, batch_size=bs, m1=args.m1, nonlocal_impl=args.nonlocal_impl,
+                          recompute=args.recompute,
                           precision=args.precision, compile=args.compile, device=device, steps=args.steps,
                           warmup=args.warmup, mode=args.mode, threads=threads, peak_tflops=args.peak_tflops)
         row = {**_header(), **(measure_isolated(cfg) if isolate else _safe_measure(cfg))}

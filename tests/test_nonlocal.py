@@ -159,8 +159,8 @@ def test_fused_path_never_uses_cudnn_attention():
 def test_selective_recomputation_changes_nothing_but_memory(dims):
     """The fused training path recomputes q/k/v in backward: same output and same gradients as keeping them."""
     torch.manual_seed(0)
-    a = NonLocal(6, 8, dims, "fused", recompute=True).train()
-    b = NonLocal(6, 8, dims, "fused", recompute=False).train()
+    a = NonLocal(6, 8, dims, "fused", recompute="always").train()
+    b = NonLocal(6, 8, dims, "fused", recompute="never").train()
     with torch.no_grad():
         a.W_w.weight.normal_()
     b.load_state_dict(a.state_dict())
@@ -174,3 +174,23 @@ def test_selective_recomputation_changes_nothing_but_memory(dims):
     torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-6, atol=1e-7)
     for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
         torch.testing.assert_close(pa.grad, pb.grad, rtol=1e-6, atol=1e-7, msg=name)
+
+
+@pytest.mark.parametrize("recompute,expected", [("auto", 1), ("always", 1), ("never", 0)])
+def test_recompute_policy_on_cpu(monkeypatch, recompute, expected):
+    """'auto' recomputes for CPU tensors (memory), only in training with gradients; never for the reference path."""
+    import slnl.models.nonlocal_ as nl
+
+    calls = []
+    real = nl.checkpoint
+    monkeypatch.setattr(nl, "checkpoint", lambda *a, **k: calls.append(1) or real(*a, **k))
+    m = NonLocal(4, 4, "st", "fused", recompute=recompute).train()
+    m(torch.randn(1, 4, 3, 3, requires_grad=True))
+    assert len(calls) == expected
+    with torch.no_grad():
+        m(torch.randn(1, 4, 3, 3))
+    m.eval()(torch.randn(1, 4, 3, 3, requires_grad=True))
+    NonLocal(4, 4, "st", "reference", recompute=recompute).train()(torch.randn(1, 4, 3, 3, requires_grad=True))
+    assert len(calls) == expected
+    with pytest.raises(ValueError, match="recompute"):
+        NonLocal(4, 4, "st", "fused", recompute="sometimes")

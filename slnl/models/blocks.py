@@ -36,6 +36,7 @@ class SLnLBlock(nn.Module):
         affinity: str = "SLnL",
         dropout: float = 0.2,
         nonlocal_impl: str = "fused",
+        recompute: str = "auto",
     ) -> None:
         super().__init__()
         if affinity not in AFFINITIES:
@@ -48,9 +49,9 @@ class SLnLBlock(nn.Module):
         self.s_local = nn.Conv2d(out_channels, out_channels, (1, kernel), padding=(0, p), bias=False)
         self.st_local = nn.Conv2d(out_channels, out_channels, (kernel, kernel), padding=(p, p), bias=False)
         stages = _NONLOCAL_STAGES[affinity]
-        self.t_nonlocal = NonLocal(in_channels, out_channels, "t", nonlocal_impl) if "t" in stages else None
-        self.s_nonlocal = NonLocal(out_channels, out_channels, "s", nonlocal_impl) if "s" in stages else None
-        self.st_nonlocal = NonLocal(out_channels, out_channels, "st", nonlocal_impl) if "st" in stages else None
+        self.t_nonlocal = NonLocal(in_channels, out_channels, "t", nonlocal_impl, recompute) if "t" in stages else None
+        self.s_nonlocal = NonLocal(out_channels, out_channels, "s", nonlocal_impl, recompute) if "s" in stages else None
+        self.st_nonlocal = NonLocal(out_channels, out_channels, "st", nonlocal_impl, recompute) if "st" in stages else None
         self.bn = nn.BatchNorm2d(out_channels)
         if in_channels == out_channels:
             self.residual: nn.Module = nn.Identity()

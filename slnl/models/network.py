@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from .blocks import AFFINITIES, SLnLBlock
 from .frequency import ATTENTIONS, FrequencyAttention
-from .nonlocal_ import NONLOCAL_IMPLS
+from .nonlocal_ import NONLOCAL_IMPLS, RECOMPUTE
 from .transform import TRANSFORMS, build_transform, velocity
 
 
@@ -65,6 +65,7 @@ class ModelConfig:
     affinity: str = "SLnL"  # Table 6 row
     m1: int = 3  # SLnL blocks (first); M2 = depth - m1 local blocks follow. Ignored when affinity="Local".
     nonlocal_impl: str = "fused"
+    recompute: str = "auto"  # fused non-local: recompute q/k/v in backward (auto: on CPU yes, on CUDA no)
 
     @property
     def depth(self) -> int:
@@ -84,6 +85,7 @@ class ModelConfig:
         choice("attention", ATTENTIONS)
         choice("affinity", AFFINITIES)
         choice("nonlocal_impl", NONLOCAL_IMPLS)
+        choice("recompute", RECOMPUTE)
         for name in ("num_classes", "num_joints", "in_channels", "num_persons", "K", "new_joints", "fa_ratio",
                      "pool_every"):
             value = getattr(self, name)
@@ -139,7 +141,7 @@ class Stream(nn.Module):
         layers: list[nn.Module] = []
         for i, (out, k) in enumerate(zip(cfg.channels, cfg.kernels)):
             affinity = cfg.affinity if i < m1 else "Local"
-            layers.append(SLnLBlock(c, out, k, affinity, cfg.dropout, cfg.nonlocal_impl))
+            layers.append(SLnLBlock(c, out, k, affinity, cfg.dropout, cfg.nonlocal_impl, cfg.recompute))
             if (i + 1) % cfg.pool_every == 0:
                 layers.append(nn.MaxPool2d(2, ceil_mode=True))
             c = out

@@ -54,7 +54,12 @@ FUSED_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SD
 # Selective recomputation for the fused training path: keep what the attention kernel returns (its output and
 # log-sum-exp, which its backward needs), recompute the cheap q/k/v projection and layout views in backward. Without
 # it every module keeps q, k, v, the output and a channels-last copy of its input — measured on the ntu preset
-# (M1 = 6, batch 4, CPU) at 0.33 of the reference path's peak memory; with it 0.18, for ~9% more step time.
+# (M1 = 6, batch 4, CPU) at 0.33 of the reference path's peak memory; with it 0.18, for ~9% more CPU time.
+# On CUDA the trade goes the other way: eager checkpointing dispatches every op of the region through a Python
+# policy, which a launch-bound GPU step feels (ntu, bf16, batch 32 on an H200: 338 samples/s and 2.3 GiB with it, in
+# results/bench/gpu-h200.json; ~620 samples/s and 5 GiB without it, an earlier commit's run) while memory is ample.
+# Hence RECOMPUTE "auto": on for CPU tensors, off for CUDA; "always" / "never" force it.
+RECOMPUTE: tuple[str, ...] = ("auto", "always", "never")
 _SDPA_OPS = {
     getattr(torch.ops.aten, name).default
     for name in ("_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_flash_attention",
@@ -71,9 +76,11 @@ class NonLocal(nn.Module):
     """Non-local module over ``dims`` ∈ {"t", "s", "st"}: ``(B, P, T, N) -> (B, Q, T, N)``."""
 
     def __init__(
-        self, in_channels: int, out_channels: int, dims: str = "st", impl: str = "fused", recompute: bool = True
+        self, in_channels: int, out_channels: int, dims: str = "st", impl: str = "fused", recompute: str = "auto"
     ) -> None:
         super().__init__()
+        if recompute not in RECOMPUTE:
+            raise ValueError(f"unknown recompute {recompute!r}; expected one of {', '.join(RECOMPUTE)}")
         self.recompute = recompute  # fused + training only: selective recomputation (see _keep_attention_output)
         if dims not in NONLOCAL_DIMS:
             raise ValueError(f"unknown non-local dims {dims!r}; expected one of {', '.join(NONLOCAL_DIMS)}")
@@ -116,7 +123,8 @@ class NonLocal(nn.Module):
         return torch.softmax(torch.einsum("bhid,bhjd->bhij", q, k), dim=-1).squeeze(1)
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.impl == "fused" and self.recompute and self.training and torch.is_grad_enabled():
+        wanted = self.recompute == "always" or (self.recompute == "auto" and not x.is_cuda)
+        if self.impl == "fused" and wanted and self.training and torch.is_grad_enabled():
             context_fn = functools.partial(create_selective_checkpoint_contexts, _keep_attention_output)
             return checkpoint(self._forward, x, use_reentrant=False, context_fn=context_fn)
         return self._forward(x)
