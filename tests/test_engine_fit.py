@@ -338,20 +338,3 @@ def test_rng_state_round_trip_and_checkpoint_errors(tmp_path):
         ckpt.load(tmp_path / "foreign.pt")
     with pytest.raises(FileNotFoundError, match="missing.pt"):
         ckpt.load(tmp_path / "missing.pt")
-
-
-def test_gpu_fetcher_gives_the_cpu_datasets_batches(tiny_store):
-    """The engine's GPU-resident path (run here on the CPU in float32) returns exactly the CPU dataset's samples."""
-    from slnl.data import load
-    from slnl.engine.fit import _GPUFetcher
-
-    for subset in ("train", "test"):
-        ds = load(tiny_store, split="xsub", subset=subset, T=16, seed=3)
-        ds.set_epoch(2)
-        fetch = _GPUFetcher(ds, torch.device("cpu"), torch.float32)
-        fetch.loader.set_epoch(2)
-        pos = np.array([3, 0, len(ds) - 1, 5])
-        x, y = fetch(pos)
-        ref = [ds[int(p)] for p in pos]
-        assert torch.equal(x, torch.stack([torch.as_tensor(r[0]) for r in ref]))
-        assert y.tolist() == [int(r[1]) for r in ref]
