@@ -195,7 +195,11 @@ def _column_values(tbl: ex.Table, runs: pd.DataFrame) -> dict[str, pd.DataFrame]
                 out[s] = sub[["row", "seed"]].assign(value=sub["top1"].values)
     else:
         # Kinetics-style: top-1 and top-5 of one split (the store's only one, or a stand-in split).
-        split = next(iter(runs["split"].unique()), None) if len(runs) else None
+        found = sorted(runs["split"].unique()) if len(runs) else []
+        if len(found) > 1:  # never pick one silently: the others' results would vanish from the table
+            raise ValueError(f"{tbl.name}: results on several splits {found}; a top-1/top-5 table shows one split — "
+                             "keep one split per results_dir for this table")
+        split = found[0] if found else None
         sub = runs[runs["split"] == split] if split is not None else runs
         for col, metric in (("top1", "top1"), ("top5", "top5")):
             out[col] = sub[["row", "seed"]].assign(value=sub[metric].values)

@@ -114,3 +114,10 @@ def test_eval_accumulator_counts_add_up_across_shards():
         mask = y == k
         assert s["per_class_accuracy"][k] == pytest.approx(float((pred[mask] == k).float().mean()))
     assert s["loss"]["total"] == pytest.approx(1.0) and s["loss"]["c"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("loss,gamma,m", [("CE", 0.0, 0.0), ("FL", 2.0, 0.0), ("SMCE", 0.0, 0.4), ("SMFL", 2.0, 0.4)])
+def test_saved_config_names_only_the_parameters_the_loss_uses(loss, gamma, m):
+    """make_loss ignores m for CE/FL and gamma for CE/SMCE; the resolved (saved) config must say what was trained."""
+    cfg = TrainConfig(preset="cpu", loss=loss, gamma=2.0, m=0.4).resolve()
+    assert (cfg.gamma, cfg.m) == (gamma, m)

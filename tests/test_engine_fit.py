@@ -314,6 +314,8 @@ def test_single_stream_row_reports_only_its_head(tiny_store, tmp_path):
     tl, vl = res.history[0]["train"]["loss"], res.history[0]["val"]["loss"]
     assert tl["p"] is None and tl["v"] is None and tl["total"] == pytest.approx(tl["c"])
     assert vl["p"] is None and vl["v"] is None and vl["total"] == pytest.approx(vl["c"])
+    ev = evaluate(tmp_path / "run")  # slnl eval reports no loss for the absent heads either (not a fabricated 0)
+    assert ev["loss"]["p"] is None and ev["loss"]["v"] is None and ev["loss"]["total"] == pytest.approx(ev["loss"]["c"])
 
 
 def test_split_aliases_are_canonical_in_the_saved_config(tiny_store, tmp_path):

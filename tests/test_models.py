@@ -290,3 +290,8 @@ def test_skeleton_transformer_with_fewer_new_joints_starts_as_group_means():
     torch.testing.assert_close(W.sum(dim=1), torch.ones(16))  # each new joint is a mean
     x = torch.randn(2, 3, 5, 25)
     torch.testing.assert_close(st(x)[..., 0], x[..., :2].mean(-1))  # group 0 = joints 0 and 1 (0·16//25 = 1·16//25 = 0)
+
+
+def test_a_single_integer_channels_or_kernels_means_one_block():
+    m = build("cpu", channels=8, kernels=3, m1=1)
+    assert m.config.channels == (8,) and m.config.kernels == (3,) and m.config.depth == 1

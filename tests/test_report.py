@@ -116,6 +116,9 @@ def test_kinetics_table_and_published_rows(tmp_path):
         _write(k, "table2", "slnl-rfa", "default", seed, a, b, dataset="kinetics", scale="paper")
     c = rp.claims_table("table2", k).set_index("column")
     assert c.loc["top1", "verdict"] == "supported" and c.loc["top1", "ours_diff"] == pytest.approx(37.0 - 30.7)
+    _write(tmp_path, "table2", "slnl-rfa", "CV", 0, 0.20, 0.50)  # a second split: refused, not silently dropped
+    with pytest.raises(ValueError, match="several splits"):
+        rp.paper_table("table2", tmp_path)
 
 
 def test_bad_result_files_are_named(tmp_path):

@@ -159,6 +159,11 @@ class TrainConfig:
         proto = PROTOCOL[self.preset]
         changes = {k: v for k, v in proto.items() if getattr(self, k) is None}
         cfg = self.replace(**changes, model=dict(self.model))
+        # the saved config names what was trained: CE/FL have no margin, CE/SMCE no focusing (slnl.losses.make_loss)
+        if cfg.loss in ("CE", "FL"):
+            cfg.m = 0.0
+        if cfg.loss in ("CE", "SMCE"):
+            cfg.gamma = 0.0
         if cfg.eval_batch_size is None:
             cfg.eval_batch_size = cfg.batch_size
         cfg.validate()

@@ -205,6 +205,8 @@ def build(preset: str = "ntu", **overrides) -> SLnLNet:
     for key in ("channels", "kernels"):  # lists from YAML/CLI become tuples (the config is frozen and hashable)
         if key in overrides and isinstance(overrides[key], list):
             overrides[key] = tuple(overrides[key])
+        elif key in overrides and isinstance(overrides[key], int):  # `--model channels=64`: one block
+            overrides[key] = (overrides[key],)
     return SLnLNet(dataclasses.replace(PRESETS[preset], **overrides))
 
 
