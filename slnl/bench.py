@@ -863,10 +863,9 @@ def _resolve_store(data: str) -> Path:
         from slnl.data import synthetic
 
         return Path(synthetic.ensure_default())
-    p = Path(data)
-    if not p.is_dir():
-        raise FileNotFoundError(f"--data {data}: not a prepared store directory (expected x.npy, labels.npy, ...)")
-    return p
+    from slnl.data import Store
+
+    return Store(data).root  # opening it validates the store, with errors that name the missing file
 
 
 def _one_line(row: dict[str, Any]) -> str:

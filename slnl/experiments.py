@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from slnl.data.store import canonical_split
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Vocabulary
 # ----------------------------------------------------------------------------------------------------------------------
@@ -38,9 +40,7 @@ LOSS_KEYS: tuple[str, ...] = ("loss", "gamma", "m")  # TrainConfig fields
 
 #: store split name -> the label used in result files and tables (the paper's column names where they exist).
 SPLIT_LABELS: dict[str, str] = {"xsub": "CS", "xview": "CV", "xset": "CSet", "default": "default"}
-#: accepted spellings -> store split name (docs/design.md: CS -> xsub, CV -> xview everywhere).
-SPLIT_ALIASES: dict[str, str] = {"cs": "xsub", "xsub": "xsub", "cv": "xview", "xview": "xview", "cset": "xset",
-                                 "xset": "xset", "default": "default"}
+# accepted spellings (CS -> xsub, CV -> xview, ...) are slnl.data.store's: one alias table for the package
 DATASETS: tuple[str, ...] = ("synthetic", "ntu60", "ntu120", "kinetics", "msr3d", "npz")
 
 #: Per-split adopted settings (see module docstring): Table 4's two starred losses and Table 6's two starred depths.
@@ -455,16 +455,15 @@ select_rows = rows  # the same function, for code whose argument is called `rows
 
 def split_label(split: str) -> str:
     """``CS``/``xsub`` -> ``CS``, ``CV``/``xview`` -> ``CV``, ``xset`` -> ``CSet``, ``default`` -> ``default``."""
-    key = str(split).strip().lower()
-    if key not in SPLIT_ALIASES:
-        raise ValueError(f"unknown split {split!r}; expected one of CS, CV, xsub, xview, xset, default")
-    return SPLIT_LABELS[SPLIT_ALIASES[key]]
+    return SPLIT_LABELS[store_split(split)]
 
 
 def store_split(split: str) -> str:
     """The store's name of a split: ``CS`` -> ``xsub``, ``CV`` -> ``xview``, ``CSet`` -> ``xset``."""
-    split_label(split)  # validates
-    return SPLIT_ALIASES[str(split).strip().lower()]
+    name = canonical_split(str(split))
+    if name not in SPLIT_LABELS:
+        raise ValueError(f"unknown split {split!r}; expected one of CS, CV, xsub, xview, xset, default")
+    return name
 
 
 def parse_list(value: Any, kind: type = str) -> list:
