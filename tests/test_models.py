@@ -295,3 +295,37 @@ def test_skeleton_transformer_with_fewer_new_joints_starts_as_group_means():
 def test_a_single_integer_channels_or_kernels_means_one_block():
     m = build("cpu", channels=8, kernels=3, m1=1)
     assert m.config.channels == (8,) and m.config.kernels == (3,) and m.config.depth == 1
+
+
+# ---------------------------------------------------------------------------------------------------- channels_last
+def test_channels_last_is_the_same_function_with_nhwc_feature_maps():
+    """channels_last changes storage only: same outputs, same gradients (dropout off: its masks follow storage order);
+    the blocks really run on NHWC tensors and a state dict moves between the two layouts. float64, so that the
+    comparison is about the function, not about float32 summation order."""
+    torch.manual_seed(0)
+    a = build("cpu", m1=3, dropout=0.0).double()
+    with torch.no_grad():  # non-zero W_w, so the non-local branches contribute
+        for m in a.modules():
+            if isinstance(m, NonLocal):
+                m.W_w.weight.normal_(0, 0.1)
+    b = build("cpu", m1=3, dropout=0.0, channels_last=True).double()
+    b.load_state_dict(a.state_dict())
+    conv = b.position.blocks[0].st_local
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    seen = []
+    conv.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].is_contiguous(memory_format=torch.channels_last)))
+    x, y = _x(a.config, B=3).double(), torch.tensor([0, 1, 2])
+    for mode in ("eval", "train"):
+        getattr(a, mode)(), getattr(b, mode)()
+        ha, hb = a(x), b(x)
+        for u, v in zip(ha, hb):
+            torch.testing.assert_close(v, u, rtol=1e-10, atol=1e-12)
+    assert seen and all(seen)
+    for net in (a, b):
+        net.zero_grad()
+        sum(torch.nn.functional.cross_entropy(h, y) for h in net(x)).backward()
+    ga, gb = dict(a.named_parameters()), dict(b.named_parameters())
+    for name, p in ga.items():
+        torch.testing.assert_close(gb[name].grad, p.grad, rtol=1e-9, atol=1e-12, msg=lambda m, n=name: f"{n}: {m}")
+    with pytest.raises(ValueError, match="channels_last"):
+        build("cpu", channels_last="yes")

@@ -66,6 +66,7 @@ class ModelConfig:
     m1: int = 3  # SLnL blocks (first); M2 = depth - m1 local blocks follow. Ignored when affinity="Local".
     nonlocal_impl: str = "fused"
     recompute: str = "auto"  # fused non-local: recompute q/k/v in backward (auto: on CPU yes, on CUDA no)
+    channels_last: bool = False  # blocks run on NHWC feature maps (execution only: same function, see Stream)
 
     @property
     def depth(self) -> int:
@@ -86,6 +87,8 @@ class ModelConfig:
         choice("affinity", AFFINITIES)
         choice("nonlocal_impl", NONLOCAL_IMPLS)
         choice("recompute", RECOMPUTE)
+        if not isinstance(self.channels_last, bool):
+            raise ValueError(f"ModelConfig.channels_last must be True or False, got {self.channels_last!r}")
         for name in ("num_classes", "num_joints", "in_channels", "num_persons", "K", "new_joints", "fa_ratio",
                      "pool_every"):
             value = getattr(self, name)
@@ -147,6 +150,13 @@ class Stream(nn.Module):
             c = out
         self.blocks = nn.Sequential(*layers)
         self.out_channels = c
+        # channels_last: the blocks see (B, C, T, N) stored as (B, T, N, C). Convolutions then run in NHWC (cuDNN's
+        # native layout for bf16 tensor cores, oneDNN's on CPU: no transposes around each conv), and the "s"/"st"
+        # non-local projections read their channels-last view (x.permute(0, 2, 3, 1)) without a copy. Same
+        # mathematics; only dropout masks differ (drawn in storage order). Measured, not assumed: results/bench/.
+        self.channels_last = cfg.channels_last
+        if cfg.channels_last:
+            self.blocks.to(memory_format=torch.channels_last)
 
     def forward(self, x: Tensor) -> Tensor:
         B, C, T, V, M = x.shape
@@ -155,6 +165,8 @@ class Stream(nn.Module):
             x = self.data_bn(x)
         x = x.reshape(B * M, C, V, T).transpose(2, 3)  # (B·M, C, T, V)
         x = self.frequency(self.transform(x))
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         x = self.blocks(x)  # (B·M, C_f, T'', N'')
         x = x.reshape(B, M, *x.shape[1:]).amax(dim=1)  # element-wise max over persons (HCN)
         return x.mean(dim=(2, 3))  # global average pooling
