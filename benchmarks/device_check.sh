@@ -7,17 +7,23 @@
 #   3. check: fused and reference non-local on CUDA in float32 against a float64 CPU reference of the same weights
 #      (heads, SMFL multi-task loss, gradients; tolerances in slnl.bench.CHECK_TOL), fused vs reference on CUDA,
 ##      a bf16-autocast step finite  ->  device_check.json
-#   4. bench: `slnl bench --suite gpu` (each configuration in its own process, per-configuration timeout, the JSON
-#      rewritten after each one)  ->  gpu.json
-#   5. markdown table of what this run measured  ->  README.md
+#   4. kernels: bf16 training steps with the package's attention kernels and with cuDNN attention at the same
+#      parameters (is cuDNN attention still NaN-prone for this model?)  ->  check_kernels.json
+#   5. bench: `slnl bench --suite gpu` (the plain eager path and the candidate fast paths at batch 32 and 128, each
+#      configuration in its own process, per-configuration timeout, the JSON rewritten after each one, issue 6's goal
+#      judged at the end)  ->  gpu.json. SLNL_SUITE=gpu-ablation measures each option alone instead.
+#   6. markdown table of what this run measured  ->  README.md
 #
 # Output goes to $OUT if set (the device tool's folder), else results/bench. Every step has its own timeout and the
 # script goes on after a failing step; a summary is printed last. Usage: bash benchmarks/device_check.sh
-# Dry run of the same steps on a CPU machine: SLNL_DEVICE=cpu SLNL_SUITE=cpu-smoke SLNL_CHECK_PRESETS=cpu OUT=/tmp/x
+# Dry run of the same steps on a CPU machine:
+#   SLNL_DEVICE=cpu SLNL_SUITE=cpu-smoke SLNL_CHECK_PRESETS=cpu SLNL_KERNEL_PRESETS=cpu SLNL_KERNEL_STEPS=2 OUT=/tmp/x bash ...
 set -uo pipefail
 DEVICE="${SLNL_DEVICE:-cuda}"
 SUITE="${SLNL_SUITE:-gpu}"
 CHECK_PRESETS="${SLNL_CHECK_PRESETS:-cpu,ntu}"
+KERNEL_PRESETS="${SLNL_KERNEL_PRESETS:-kinetics,ntu}"
+BENCH_BUDGET="${SLNL_BENCH_BUDGET:-180}"
 cd "$(dirname "$0")/.."
 REPO=$PWD
 OUTD="${OUT:-$REPO/results/bench}"
@@ -78,11 +84,16 @@ if [ -n "$PY" ]; then
   # ------------------------------------------------------------------------------------------------ 3. correctness
   step check 120 "$PY" -m slnl bench --check "$DEVICE" --check-presets "$CHECK_PRESETS" --json "$OUTD/device_check.json"
 
-  # ------------------------------------------------------------------------------------------------ 4. throughput
-  # The suite's own budget ends it cleanly before the step's hard timeout.
-  step bench 240 "$PY" -m slnl bench --suite "$SUITE" --device "$DEVICE" --budget-s 200 --json "$OUTD/$SUITE.json"
+  # ------------------------------------------------------------------------------------------------ 4. kernels
+  step kernels 60 "$PY" -m slnl bench --check-kernels "$DEVICE" --check-kernels-presets "$KERNEL_PRESETS" \
+    --check-kernels-steps "${SLNL_KERNEL_STEPS:-20}" --json "$OUTD/check_kernels.json"
 
-  # ------------------------------------------------------------------------------------------------ 5. markdown
+  # ------------------------------------------------------------------------------------------------ 5. throughput
+  # The suite's own budget ends it cleanly before the step's hard timeout.
+  step bench $((BENCH_BUDGET + 40)) "$PY" -m slnl bench --suite "$SUITE" --device "$DEVICE" --budget-s "$BENCH_BUDGET" \
+    --json "$OUTD/$SUITE.json"
+
+  # ------------------------------------------------------------------------------------------------ 6. markdown
   step markdown 30 "$PY" -m slnl bench --md-only --md "$OUTD/README.md"
 fi
 
@@ -105,6 +116,13 @@ if chk.exists():
             if isinstance(v, dict):
                 print(f"  {preset:8s} {k:28s} " + " ".join(f"{kk}={vv:.1e}" if isinstance(vv, float) else f"{kk}={vv}"
                                                        for kk, vv in v.items()))
+ker = d / "check_kernels.json"
+if ker.exists():
+    k = json.loads(ker.read_text())
+    print(f"cuDNN attention: {'finite' if k.get('passed') else 'NOT finite'} ({k.get('steps')} bf16 steps)")
+    for preset, e in k.get("presets", {}).items():
+        print(f"  {preset:8s} first non-finite cuDNN step {e.get('first_nonfinite_step_cudnn')}, max rel grad diff "
+              f"{e.get('max_rel_grad_diff', float('nan')):.1e}, ops {e.get('attention_ops')}")
 suite = d / f"{sys.argv[2]}.json"
 if not suite.exists():
     sys.exit(f"no {suite}")
@@ -121,6 +139,8 @@ for r in g["results"]:
           f"  peak {r['peak_memory_bytes'] / 2**30:6.2f} GiB"
           f"  {tr.get('flops_per_sample', float('nan')) / 1e9:7.2f} GFLOP/sample"
           f"  MFU {'-' if mfu is None else f'{100 * mfu:.1f}%'}")
+if "goal" in g:
+    print("goal: " + json.dumps(g["goal"]))
 dp = g.get("data_pipeline", {})
 if "error" in dp:
     print("  data pipeline: ERROR", dp["error"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -181,3 +182,142 @@ def test_device_check_on_cpu_agrees_with_float64_and_catches_a_wrong_gradient():
     assert err["grad_tensor"] <= bench.CHECK_TOL["grad_tensor"] < 0.03  # 1% passes, 3% would not
     worse = bench._compare({**ref, "grads": [torch.ones(100), torch.ones(10) * 1.05]}, ref)
     assert worse["grad_tensor"] > bench.CHECK_TOL["grad_tensor"]
+
+
+def test_gpu_goal_verdict_takes_the_best_finite_ntu_row_beside_the_plain_eager_path():
+    def row(bs, sps, finite=True, **opts):
+        cfg = bench.BenchConfig(preset=opts.pop("preset", "ntu"), batch_size=bs, device="cuda", precision="bf16",
+                                **opts)
+        return {"name": cfg.name, "config": bench.dataclasses.asdict(cfg), "train_samples_per_s": sps,
+                "train": {"samples_per_s": sps, "loss_finite": finite, "mfu": sps / 10_000}}
+
+    rows = [row(32, 500.0), row(32, 1_200.0, compile=True, channels_last=True),
+            row(32, 5_000.0, finite=False, compile=True),  # NaN loss: its speed does not count
+            row(32, 9_000.0, m1=0),  # local-only: a different model
+            row(128, 700.0), row(128, 1_900.0, compile=True, attention_kernels="cudnn"),
+            row(128, 9_000.0, preset="kinetics")]
+    g = bench._gpu_goal(rows)
+    b32, b128 = g["batch_32"], g["batch_128"]
+    assert b32["best_samples_per_s"] == 1_200.0 and b32["met"] and b32["plain_eager_samples_per_s"] == 500.0
+    assert b32["speedup_over_plain"] == pytest.approx(2.4) and b32["best_mfu"] == pytest.approx(0.12)
+    assert b128["best_samples_per_s"] == 1_900.0 and not b128["met"] and "cudnn" in b128["best"]
+    assert not g["passed"]
+    assert bench._gpu_goal([row(32, 1_000.0), row(128, 2_000.0)])["passed"]  # goals are inclusive
+    assert not bench._gpu_goal([])["passed"]
+
+
+def test_execution_options_are_named_and_validated():
+    plain = bench.BenchConfig(preset="ntu", batch_size=32)
+    assert plain.options == "-" and plain.name == "ntu-b32-fused-fp32-eager-train"
+    c = bench.BenchConfig(preset="ntu", batch_size=32, compile=True, compile_mode="reduce-overhead",
+                          channels_last=True, attention_kernels="cudnn", fused_adam=True)
+    assert c.name == "ntu-b32-fused-fp32-compiled-cudagraphs-cl-cudnn-fusedadam-train"
+    assert c.options == "compile:reduce-overhead, channels_last, cudnn-attn, fused-adam"
+    assert bench._options({"preset": "ntu", "compile": True}) == "compile"  # an old row without the new keys
+    with pytest.raises(ValueError, match="compile_mode"):
+        bench.BenchConfig(compile_mode="fast")
+    with pytest.raises(ValueError, match="attention_kernels"):
+        bench.BenchConfig(attention_kernels="flash3")
+
+
+def test_cudnn_option_is_scoped_to_one_measurement():
+    from torch.nn.attention import SDPBackend
+
+    from slnl.models import nonlocal_
+
+    before = list(nonlocal_.FUSED_BACKENDS)
+    with bench._attention_kernels("cudnn"):
+        assert nonlocal_.FUSED_BACKENDS[0] == SDPBackend.CUDNN_ATTENTION
+        assert nonlocal_.FUSED_BACKENDS[1:] == before
+    assert nonlocal_.FUSED_BACKENDS == before and SDPBackend.CUDNN_ATTENTION not in before
+    with bench._attention_kernels("default"):
+        assert nonlocal_.FUSED_BACKENDS == before
+
+
+def test_options_measure_on_cpu_and_record_the_attention_kernel(tmp_path):
+    """NHWC + fused Adam run through the whole measurement; the row names the attention operators that really ran."""
+    cfg = bench.BenchConfig(preset="cpu", batch_size=2, steps=1, warmup=1, channels_last=True, fused_adam=True)
+    row = bench.measure(cfg)
+    assert row["model"]["overrides"]["channels_last"] is True and row["train"]["loss_finite"]
+    assert row["attention_ops"] == ["aten::_scaled_dot_product_flash_attention_for_cpu",
+                                    "aten::_scaled_dot_product_flash_attention_for_cpu_backward"]
+
+
+def test_flop_breakdown_adds_up_and_puts_the_st_attention_where_the_formula_says():
+    """Forward parts sum to the forward total; the st attention of one block is 4·L²·Q per sequence (L = T'·N'
+    positions, Q channels; two products of 2 FLOPs per multiply-add); training by operator sums to the training
+    total that count_flops gives."""
+    from slnl.losses import MultiTaskLoss, make_loss
+    from slnl.models import build
+
+    torch.manual_seed(0)
+    model = build("cpu", m1=1, recompute="never").train()
+    c = model.config
+    x = torch.randn(2, c.in_channels, c.T, c.num_joints, c.num_persons)
+    y = torch.tensor([0, 1])
+    loss_fn = MultiTaskLoss(make_loss("SMFL", gamma=2.0, m=0.4))
+    bd = bench.flop_breakdown(model, x, y, loss_fn)
+    fwd = bd["forward_flops_per_sample"]
+    model.eval()
+    assert sum(fwd.values()) == pytest.approx(bench.count_flops(lambda: model(x)) / 2, rel=1e-12)
+    model.train()
+    L, Q = c.T * c.new_joints, c.channels[0]
+    streams_x_persons = 2 * c.num_persons  # position and velocity streams, each person a sequence
+    assert fwd["non-local attention (st)"] == streams_x_persons * 4 * L * L * Q
+    assert fwd["non-local attention (t)"] == streams_x_persons * c.new_joints * 4 * c.T * c.T * Q
+    assert set(fwd) >= {"local convolutions", "non-local projections", "frequency attention", "transform", "heads"}
+
+    def step():
+        loss_fn(model(x), y)[0].backward()
+
+    train = bd["train_flops_per_sample_by_op"]
+    assert sum(train.values()) == pytest.approx(bench.count_flops(step) / 2, rel=1e-12)
+    assert train["attention"] == pytest.approx(3 * sum(v for k, v in fwd.items() if k.startswith("non-local att")))
+
+
+def test_kernel_check_trains_on_the_default_gradients_and_reports_a_kernel_that_returns_nan(monkeypatch):
+    """On the CPU both kernel sets run the same flash kernel: equal gradients, passed. A stand-in for a faulty cuDNN
+    kernel (NaN whenever cuDNN attention is first in line) is caught at step 1 and does not stop the training."""
+    import torch.nn.functional as F
+    from torch.nn.attention import SDPBackend
+
+    from slnl.models import nonlocal_
+
+    rep = bench.check_attention_kernels("cpu", ("cpu",), steps=2, batch_size=2, log=lambda s: None)
+    e = rep["presets"]["cpu"]
+    assert rep["passed"] and e["first_nonfinite_step_cudnn"] is None and e["max_rel_grad_diff"] < 1e-6
+    assert e["attention_ops"]["cudnn"] == e["attention_ops"]["default"] != []
+
+    real = F.scaled_dot_product_attention
+
+    def faulty(q, k, v, **kw):
+        out = real(q, k, v, **kw)
+        return out * float("nan") if nonlocal_.FUSED_BACKENDS[0] == SDPBackend.CUDNN_ATTENTION else out
+
+    monkeypatch.setattr(nonlocal_.F, "scaled_dot_product_attention", faulty)
+    rep = bench.check_attention_kernels("cpu", ("cpu",), steps=2, batch_size=2, log=lambda s: None)
+    e = rep["presets"]["cpu"]
+    assert not rep["passed"] and e["first_nonfinite_step_cudnn"] == 1 and e["nonfinite_steps_default"] == 0
+    assert math.isfinite(e["final_loss"])
+
+
+def test_device_script_dry_run_on_cpu(tmp_path):
+    """benchmarks/device_check.sh runs only on lent GPU machines; its CPU dry run keeps it from breaking unseen:
+    every step ends ok and each step's file is written."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(bench.__file__).resolve().parents[1]
+    env = {**os.environ, "SLNL_DEVICE": "cpu", "SLNL_SUITE": "cpu-smoke", "SLNL_CHECK_PRESETS": "cpu",
+           "SLNL_KERNEL_PRESETS": "cpu", "SLNL_KERNEL_STEPS": "2", "OUT": str(tmp_path),
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(["bash", str(repo / "benchmarks" / "device_check.sh")], env=env, capture_output=True,
+                       text=True, timeout=600)
+    summary = r.stdout[r.stdout.index("device_check summary"):]
+    for step in ("env", "import", "check", "kernels", "bench", "markdown"):
+        assert re.search(rf"^{step}\s+ok\s", summary, re.M), summary
+    assert {"device_check.json", "check_kernels.json", "cpu-smoke.json", "README.md"} <= {
+        p.name for p in tmp_path.iterdir()}
+    assert "check: PASSED on cpu" in summary and "cuDNN attention: finite" in summary
