@@ -1,5 +1,6 @@
 """fit(): the §4.1 update, run directory contents, evaluation, resumption (in process, after SIGKILL, after SIGTERM),
 non-finite losses, protection of finished work. A tiny store written in the documented format keeps it fast."""
+import copy
 import json
 import os
 import random
@@ -340,3 +341,76 @@ def test_rng_state_round_trip_and_checkpoint_errors(tmp_path):
         ckpt.load(tmp_path / "foreign.pt")
     with pytest.raises(FileNotFoundError, match="missing.pt"):
         ckpt.load(tmp_path / "missing.pt")
+
+
+# ---------------------------------------------------------------------------------------------------- sync_every
+def test_fused_adam_found_inf_leaves_parameters_and_state_untouched():
+    """The protocol sync_every > 1 relies on (torch.amp.GradScaler's): fused Adam with found_inf = 1 changes
+    nothing — parameters, moments, step count — even with NaN gradients; with found_inf = 0 it is the plain step."""
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(5))
+    opt = torch.optim.Adam([w], lr=0.1, weight_decay=5e-4, fused=True)
+    w.grad = torch.randn(5)
+    opt.step()
+    before = (w.detach().clone(), {k: v.clone() for k, v in opt.state[w].items()})
+    w.grad = torch.full((5,), float("nan"))
+    opt.found_inf = torch.ones(())
+    opt.step()
+    assert torch.equal(w.detach(), before[0])
+    assert all(torch.equal(opt.state[w][k], v) for k, v in before[1].items())
+    ref = torch.nn.Parameter(w.detach().clone())
+    ref_opt = torch.optim.Adam([ref], lr=0.1, weight_decay=5e-4, fused=True)
+    ref_opt.load_state_dict(copy.deepcopy(opt.state_dict()))  # (a state dict shares its tensors)
+    g = torch.randn(5)
+    w.grad, ref.grad = g.clone(), g.clone()
+    opt.found_inf = torch.zeros(())
+    opt.step()
+    ref_opt.step()
+    assert torch.equal(w.detach(), ref.detach())
+
+
+def test_sync_every_trains_exactly_like_a_check_every_step(tiny_store, tmp_path):
+    """Fewer host-device synchronisations change nothing that is trained: same weights, same metrics, bit for bit
+    (against the same fused Adam checked every step)."""
+    fit(tiny_config(tiny_store, tmp_path / "ref", fused_adam=True))
+    res = fit(tiny_config(tiny_store, tmp_path / "run", sync_every=3))
+    assert_state_equal(params(tmp_path / "ref" / "last.pt"), params(tmp_path / "run" / "last.pt"))
+    ref = json.loads((tmp_path / "ref" / "result.json").read_text())
+    assert strip_times(ref["metrics"]) == strip_times(res.history)
+    assert res.result["config"]["sync_every"] == 3
+
+
+def test_sync_every_still_skips_and_reports_the_nonfinite_step(tiny_store, tmp_path, monkeypatch):
+    monkeypatch.setenv("SLNL_FAULT", "nan@7")  # epoch 2, step 3; checked at the epoch's last step (4)
+    run = tmp_path / "run"
+    with pytest.raises(NonFiniteLossError, match=r"epoch 2, step 3 \(global step 7\).*reported at step 4"):
+        fit(tiny_config(tiny_store, run, sync_every=8))
+    state = ckpt.load(run / "last.pt")
+    assert (state["epoch"], state["step"], state["global_step"]) == (1, 0, 4)  # epoch 1's: nothing after it
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_sync_every_acts_on_a_stop_signal_at_the_next_step(tiny_store, tmp_path, monkeypatch):
+    from slnl.engine import TrainingInterrupted
+
+    monkeypatch.setenv("SLNL_FAULT", "term@2")
+    run = tmp_path / "run"
+    with pytest.raises(TrainingInterrupted, match="SIGTERM"):
+        fit(tiny_config(tiny_store, run, sync_every=8))
+    state = ckpt.load(run / "last.pt")
+    assert (state["epoch"], state["step"], state["global_step"]) == (0, 3, 3)
+    monkeypatch.delenv("SLNL_FAULT")
+    fit(tiny_config(tiny_store, tmp_path / "ref", fused_adam=True))
+    fit(tiny_config(tiny_store, run, sync_every=8, resume=True))
+    assert_state_equal(params(tmp_path / "ref" / "last.pt"), params(run / "last.pt"))
+
+
+def test_sync_every_and_compile_mode_are_validated():
+    with pytest.raises(ValueError, match="sync_every"):
+        TrainConfig(sync_every=0).validate()
+    with pytest.raises(ValueError, match="fp16"):
+        TrainConfig(sync_every=4, precision="fp16").validate()
+    with pytest.raises(ValueError, match="needs compile=True"):
+        TrainConfig(compile_mode="reduce-overhead").validate()
+    with pytest.raises(ValueError, match="compile_mode"):
+        TrainConfig(compile=True, compile_mode="fastest").validate()

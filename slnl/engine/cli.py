@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from slnl.engine.config import DATA_MODES, LOSS_NAMES, PRECISIONS, PROTOCOL, TrainConfig
+from slnl.engine.config import COMPILE_MODES, DATA_MODES, LOSS_NAMES, PRECISIONS, PROTOCOL, TrainConfig
 
 S = argparse.SUPPRESS
 # Flags that map to ModelConfig fields (slnl.models.build overrides), and their types.
@@ -74,6 +74,12 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--precision", choices=PRECISIONS)
     g.add_argument("--device")
     g.add_argument("--compile", action="store_true")
+    g.add_argument("--compile-mode", dest="compile_mode", choices=COMPILE_MODES,
+                   help="torch.compile mode (implies --compile); reduce-overhead = CUDA graphs")
+    g.add_argument("--fused-adam", dest="fused_adam", action="store_true", help="torch.optim.Adam(fused=True)")
+    g.add_argument("--sync-every", dest="sync_every", type=int,
+                   help="check the loss for NaN/inf and stop signals every N steps instead of every step (GPU: "
+                        "fewer host-device synchronisations; a non-finite step is still skipped and reported)")
     g.add_argument("--data-mode", dest="data_mode", choices=DATA_MODES)
     g.add_argument("--num-workers", dest="num_workers", type=int)
     g.add_argument("--max-steps-per-epoch", dest="max_steps_per_epoch", type=int)
@@ -101,6 +107,8 @@ def config_from_args(argv: list[str]) -> TrainConfig:
     for k in MODEL_FLAGS:
         if k in ns:
             model[k] = ns.pop(k)
+    if ns.get("compile_mode", "default") != "default":
+        ns["compile"] = True  # --compile-mode implies --compile
     base.update(ns)
     base["model"] = model
     return TrainConfig.from_dict(base, source="slnl train")

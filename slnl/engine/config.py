@@ -43,6 +43,7 @@ PROTOCOL: dict[str, dict[str, Any]] = {
 LOSS_NAMES = ("CE", "FL", "SMCE", "SMFL")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DATA_MODES = ("auto", "cpu", "gpu")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs")
 
 # Fields that define *what* is trained. Resuming with a different value of one of these is an error; the other
 # fields (where/how fast it runs) may change between a run and its resumption. `epochs` may grow on resume (train
@@ -73,6 +74,9 @@ class TrainConfig:
     precision: str = "auto"  # fp32 | bf16 | fp16 | auto (bf16 on a CUDA device that supports it, else fp32)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     compile: bool = False  # torch.compile the model
+    compile_mode: str = "default"  # with compile: torch.compile mode; "reduce-overhead" = CUDA graphs
+    fused_adam: bool = False  # torch.optim.Adam(fused=True): one kernel per update (always on when sync_every > 1)
+    sync_every: int = 1  # host-device synchronisations: every step (1), or every N steps (see fit._train_epoch)
     out: str | None = None  # run directory; None = results/runs/<preset>-<split>-<loss>-seed<k>-<hash>
     resume: bool = False  # continue the run in `out` from last.pt (a finished run returns its result)
     overwrite: bool = False  # allow replacing a run directory that holds a checkpoint or a finished result
@@ -131,6 +135,15 @@ class TrainConfig:
             raise ValueError(f"loss: expected one of {LOSS_NAMES}, got {self.loss!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision: expected one of {PRECISIONS}, got {self.precision!r}")
+        if self.compile_mode not in COMPILE_MODES:
+            raise ValueError(f"compile_mode: expected one of {COMPILE_MODES}, got {self.compile_mode!r}")
+        if self.compile_mode != "default" and not self.compile:
+            raise ValueError(f"compile_mode={self.compile_mode!r} needs compile=True")
+        if not isinstance(self.sync_every, int) or isinstance(self.sync_every, bool) or self.sync_every < 1:
+            raise ValueError(f"sync_every: expected an integer >= 1, got {self.sync_every!r}")
+        if self.sync_every > 1 and self.precision == "fp16":
+            raise ValueError("sync_every > 1 is not supported with precision='fp16' (the loss scaler decides per "
+                             "step on the host); use bf16 or fp32, or sync_every=1")
         if self.data_mode not in DATA_MODES:
             raise ValueError(f"data_mode: expected one of {DATA_MODES}, got {self.data_mode!r}")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
