@@ -3,6 +3,7 @@
     PYTHONPATH=. python3 benchmarks/gpu_train_check.py   # ntu preset (M1=3, SMFL, bf16), batch 32 and 128
     python benchmarks/gpu_train_check.py --compile       # also time torch.compile at the largest batch
     python benchmarks/gpu_train_check.py --tiny          # seconds, any machine: tiny model, checks the code path
+    python benchmarks/gpu_train_check.py --engine        # also fit()'s own rate per engine variant (ENGINE_VARIANTS)
 
 Sections (every line starts with "[check]" and is flushed at once, so a killed run still shows what it measured):
 
@@ -14,6 +15,8 @@ Sections (every line starts with "[check]" and is flushed at once, so a killed r
 3. fit(): the real engine on a random store written to a temporary directory (``data_mode=gpu``, bf16, one short
    epoch + evaluation): checks that the GPU-resident data path, autocast, checkpoints and result.json work on CUDA
    and prints the engine's own samples/s (which includes the data gather and one host sync per step).
+4. ``--engine``: fit()'s training rate in its second epoch for each engine variant — plain, ``sync_every=16``
+   (one host sync per 16 steps), + NHWC, + compile, + CUDA graphs — the rate a paper-scale run would see.
 """
 from __future__ import annotations
 
@@ -163,6 +166,42 @@ def fit_check(model_kw: dict, preset: str, batch: int, steps: int, device: str, 
         return ok
 
 
+ENGINE_VARIANTS: dict[str, dict] = {
+    # what fit() runs at: the plain path, then the engine's candidate fast paths one on top of the other
+    "plain": {},
+    "sync_every=16": dict(sync_every=16),
+    "+channels_last": dict(sync_every=16, model=dict(channels_last=True)),
+    "+compile": dict(sync_every=16, model=dict(channels_last=True), compile=True),
+    "+cudagraphs": dict(sync_every=16, model=dict(channels_last=True), compile=True, compile_mode="reduce-overhead"),
+}
+
+
+def engine_throughput(model_kw: dict, preset: str, batch: int, steps: int, device: str, tiny: bool,
+                      variants: list[str]) -> dict[str, float]:
+    """fit()'s own training rate, epoch 2 of 2 (epoch 1 holds the warm-up and any compilation), per variant."""
+    from slnl.engine import fit
+
+    T = 32 if tiny else 64
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        store = make_random_store(Path(tmp) / "store", n_train=batch * steps, n_test=batch,
+                                  num_classes=model_kw.get("num_classes", 60), C=3, T=T + 20, V=25, M=2)
+        for name in variants:
+            v = dict(ENGINE_VARIANTS[name])
+            kw = dict(model_kw, **v.pop("model", {}))
+            cfg = dict(preset=preset, model=kw, data=str(store), out=str(Path(tmp) / name), epochs=2,
+                       batch_size=batch, precision="bf16" if device != "cpu" else "fp32", device=device,
+                       data_mode="gpu" if device != "cpu" else "cpu", progress=False, eval_every=2, **v)
+            try:
+                h = fit(cfg).history
+                out[name] = h[1]["samples_per_s"]
+                say(f"engine {name:16s} batch {batch}: {h[1]['samples_per_s']:.1f} samples/s in epoch 2 "
+                    f"(epoch 1: {h[0]['samples_per_s']:.1f}), loss {h[1]['train']['loss']['total']:.4f}")
+            except Exception as e:  # one variant failing (e.g. CUDA graphs) must not hide the others
+                say(f"engine {name:16s} batch {batch}: FAILED {type(e).__name__}: {str(e)[:300]}")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tiny", action="store_true", help="tiny model, few steps: check the code path on any machine")
@@ -172,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--precision", default="bf16", choices=("fp32", "bf16", "fp16"))
     ap.add_argument("--compile", action="store_true", help="also time torch.compile at the largest batch")
+    ap.add_argument("--engine", nargs="*", default=None, choices=list(ENGINE_VARIANTS),
+                    help="also time fit() itself per engine variant at the first batch size (no names: all)")
     args = ap.parse_args(argv)
 
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
@@ -195,6 +236,10 @@ def main(argv: list[str] | None = None) -> int:
         throughput(model_kw, preset, max(batches), steps, warmup, device, precision, compile_=True)
     ok &= cuda_vs_cpu(model_kw, preset, batch=4 if args.tiny else 8)
     ok &= fit_check(model_kw, preset, batches[0], 4 if args.tiny else 20, str(device), args.tiny)
+    if args.engine is not None:
+        names = args.engine or list(ENGINE_VARIANTS)
+        rates = engine_throughput(model_kw, preset, batches[0], 4 if args.tiny else 40, str(device), args.tiny, names)
+        ok &= len(rates) == len(names)
     say(f"{'ALL PASS' if ok else 'SOME CHECKS FAILED'} in {time.perf_counter() - t_all:.1f}s")
     return 0 if ok else 1
 
