@@ -261,6 +261,35 @@ def flop_breakdown(model: Any, x: Any, y: Any, loss_fn: Any) -> dict[str, Any]:
             "train_flops_per_sample_by_op": dict(sorted(kinds.items(), key=lambda kv: -kv[1]))}
 
 
+def flops_report(preset: str, m1: int | None = None) -> dict[str, Any]:
+    """``flop_breakdown`` of one clip of ``preset`` (random input, SMFL multi-task loss), with the totals."""
+    import torch
+
+    from slnl.losses import MultiTaskLoss, make_loss
+    from slnl.models import build
+
+    torch.manual_seed(0)
+    model = build(preset, recompute="never", **({} if m1 is None else {"m1": m1})).train()
+    c = model.config
+    x = torch.randn(1, c.in_channels, c.T, c.num_joints, c.num_persons)
+    bd = flop_breakdown(model, x, torch.zeros(1, dtype=torch.long), MultiTaskLoss(make_loss("SMFL", gamma=2.0, m=0.4)))
+    return {"preset": preset, "m1": c.m1, **bd,
+            "forward_flops_per_sample_total": sum(bd["forward_flops_per_sample"].values()),
+            "train_flops_per_sample_total": sum(bd["train_flops_per_sample_by_op"].values()), **_header()}
+
+
+def render_flops(rep: dict[str, Any]) -> str:
+    """Markdown tables of a ``flops_report``."""
+    fwd, tot = rep["forward_flops_per_sample"], rep["forward_flops_per_sample_total"]
+    train, ttot = rep["train_flops_per_sample_by_op"], rep["train_flops_per_sample_total"]
+    lines = [f"FLOPs per clip, `{rep['preset']}` preset (m1 = {rep['m1']}): forward {tot / 1e9:.1f} GFLOP, "
+             f"training step {ttot / 1e9:.1f} GFLOP", "", "| forward, by part | GFLOP | share |", "| --- | ---: | ---: |"]
+    lines += [f"| {k} | {v / 1e9:.2f} | {100 * v / tot:.1f}% |" for k, v in fwd.items()]
+    lines += ["", "| training step, by operator | GFLOP | share |", "| --- | ---: | ---: |"]
+    lines += [f"| {k} | {v / 1e9:.2f} | {100 * v / ttot:.1f}% |" for k, v in train.items()]
+    return "\n".join(lines) + "\n"
+
+
 def peak_tflops_for(device_name: str, precision: str, tf32: bool) -> tuple[float | None, str | None]:
     """``(peak TFLOP/s, basis)`` from ``PEAK_TFLOPS`` for a CUDA device name, or ``(None, None)`` if unknown.
 
@@ -1018,6 +1047,14 @@ SUITES: dict[str, Suite] = {
          for impl in ("fused", "reference")],
         data={"preset": "cpu", "batch_size": 4}, timeout_s=300.0,
     ),
+    "cpu-options": Suite(
+        "The cpu preset, batch 16, fp32 training on CPU (1 thread): the plain path against NHWC feature maps and "
+        "fused Adam, alone and together (what each option gains here; the GPU suites measure them there).",
+        [BenchConfig(preset="cpu", batch_size=16, device="cpu", steps=10, warmup=2, mode="train", threads=1,
+                     channels_last=cl, fused_adam=fa) for cl, fa in ((False, False), (True, False), (False, True),
+                                                                      (True, True))],
+        timeout_s=300.0,
+    ),
     "gpu": Suite(
         "CUDA, bf16, ntu preset: the plain eager path and the candidate fast paths (compile + NHWC, CUDA graphs, "
         "cuDNN attention, fused Adam) at batch 32 and 128; data pipeline at batch 32. Goal: issue 6's samples/s.",
@@ -1171,12 +1208,16 @@ def render_markdown(results_dir: str | os.PathLike = RESULTS_DIR) -> str:
         "infer samples/s | peak memory (MiB) | GFLOP/sample (train) | MFU train | torch | commit |",
         "| --- | --- | --- | ---: | --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
     ]
-    goals = []
+    goals: list[str] = []
+    flops: list[str] = []
     for path in sorted(results_dir.glob("*.json")):
         try:
             doc = json.loads(path.read_text())
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}: not valid JSON ({e})") from e
+        if isinstance(doc, dict) and "forward_flops_per_sample" in doc:
+            flops.append(f"`{path.name}` ({doc.get('commit', '?')[:8]}): " + render_flops(doc))
+            continue
         if not isinstance(doc, dict) or ("results" not in doc and "config" not in doc):
             continue  # not a bench result (e.g. a device check report)
         for row in _rows_of(doc):
@@ -1222,6 +1263,9 @@ def render_markdown(results_dir: str | os.PathLike = RESULTS_DIR) -> str:
                          + ("; as a fraction of the training step — " + " | ".join(fr) if fr else ""))
     if goals:
         lines += ["", "## Goals and data pipeline", "", *goals]
+    if flops:
+        lines += ["", "## Where the FLOPs are (counted, device-independent: `slnl bench --flops-only`)", ""]
+        lines += [t for f in flops for t in (f.rstrip("\n"), "")][:-1]
     return "\n".join(lines) + "\n"
 
 
@@ -1352,6 +1396,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="bf16 training steps with and without cuDNN attention on DEVICE: finite, how different")
     p.add_argument("--check-kernels-presets", default="kinetics,ntu", help="presets for --check-kernels")
     p.add_argument("--check-kernels-steps", type=int, default=30, help="steps per preset for --check-kernels")
+    p.add_argument("--flops-only", action="store_true",
+                   help="only count FLOPs per sample by part and operator for --preset (any device: no timing)")
     p.add_argument("--worker", nargs=2, metavar=("CONFIG", "OUT"), help=argparse.SUPPRESS)
     return p
 
@@ -1379,6 +1425,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {args.json}")
         print(f"check {args.check}: {'PASSED' if rep['passed'] else 'FAILED'}")
         return 0 if rep["passed"] else 1
+
+    if args.flops_only:
+        rep = flops_report(args.preset, m1=args.m1)
+        print(render_flops(rep), end="")
+        if args.json:
+            atomic_write_json(args.json, rep)
+            print(f"wrote {args.json}")
+        return 0
 
     if args.check_kernels:
         rep = check_attention_kernels(args.check_kernels, tuple(p for p in args.check_kernels_presets.split(",") if p),
