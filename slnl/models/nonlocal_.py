@@ -10,9 +10,14 @@ and W_w a linear map Q → Q whose weight and bias start at zero, so a freshly i
 as its local block ("drop-in without breaking its initial behaviour", §3.3).
 
 Choices the paper leaves open:
-* Embedding width L = Q. The paper fixes W_g ∈ R^{Q×P} and W_w ∈ R^{Q×Q} but not L; L = Q gives q, k, v the same
-  head size, which the fused SDPA kernels (flash / memory-efficient) require, and lets ϕ, ψ, g be one projection
-  P → 3Q.
+* Embedding width L = Q. The paper fixes W_g ∈ R^{Q×P} and W_w ∈ R^{Q×Q} but not L. The field's practice for the
+  embedded Gaussian (Wang et al. 2018) is a bottleneck of half the channels for θ, ϕ *and* g, which their W_z maps
+  back; this paper's g and W_w have no bottleneck (W_w is Q×Q), and we keep ϕ, ψ at the same width: L = Q. It gives
+  q, k, v one head size, which PyTorch's flash kernels need (torch 2.13 on CPU: with q, k of 32 and v of 64 channels
+  flash reports "No available kernel" and only the math kernel runs, materialising the L×L affinity that the memory
+  goal of issue 6 forbids), and it lets ϕ, ψ, g be one projection P → 3Q. The price: L = Q/2 would cut the
+  attention's q·k product in half, about 3/4 of the attention FLOPs — for the ntu preset roughly 133 instead of
+  163 GFLOP per training clip (``slnl bench --flops-only``) — on kernels that accept unequal head sizes.
 * Layout: the 1×1 convolutions are applied as ``nn.Linear`` on a channels-last view, so [W_ϕ; W_ψ; W_g] writes q, k, v
   straight into the (sequence, channel) layout SDPA wants (one GEMM, no copy for "s" and "st"), and W_w runs on
   SDPA's output before the layout is turned back. Same mathematics as a Conv2d(·, ·, 1); measured faster on CPU
