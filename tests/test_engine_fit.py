@@ -383,7 +383,7 @@ def test_sync_every_trains_exactly_like_a_check_every_step(tiny_store, tmp_path)
 def test_sync_every_still_skips_and_reports_the_nonfinite_step(tiny_store, tmp_path, monkeypatch):
     monkeypatch.setenv("SLNL_FAULT", "nan@7")  # epoch 2, step 3; checked at the epoch's last step (4)
     run = tmp_path / "run"
-    with pytest.raises(NonFiniteLossError, match=r"epoch 2, step 3 \(global step 7\).*reported at step 4"):
+    with pytest.raises(NonFiniteLossError, match=r"epoch 2, step 3 \(global step 7\).*reported at step 4.*the 1 after"):
         fit(tiny_config(tiny_store, run, sync_every=8))
     state = ckpt.load(run / "last.pt")
     assert (state["epoch"], state["step"], state["global_step"]) == (1, 0, 4)  # epoch 1's: nothing after it
@@ -414,3 +414,25 @@ def test_sync_every_and_compile_mode_are_validated():
         TrainConfig(compile_mode="reduce-overhead").validate()
     with pytest.raises(ValueError, match="compile_mode"):
         TrainConfig(compile=True, compile_mode="fastest").validate()
+
+
+@pytest.mark.parametrize("first,then", [(dict(), dict(sync_every=4)), (dict(sync_every=8), dict())])
+def test_resume_may_change_sync_every_and_the_optimizer_implementation(tiny_store, tmp_path, monkeypatch, first, then):
+    """sync_every / fused_adam say how a run executes, not what it trains: a run may resume with others (the
+    checkpoint's fused/foreach flags must not override the session's, or fused Adam's found_inf would meet a
+    foreach optimizer)."""
+    from slnl.engine import TrainingInterrupted
+
+    run = tmp_path / "run"
+    monkeypatch.setenv("SLNL_FAULT", "term@2")
+    with pytest.raises(TrainingInterrupted):
+        fit(tiny_config(tiny_store, run, **first))
+    monkeypatch.delenv("SLNL_FAULT")
+    res = fit(tiny_config(tiny_store, run, resume=True, **then))
+    assert len(res.history) == 2 and np.isfinite(res.history[-1]["train"]["loss"]["total"])
+    assert res.result["config"]["fused_adam"] is bool(then.get("sync_every", 1) > 1)
+
+
+def test_sync_every_resolves_to_fused_adam_in_the_saved_config():
+    assert TrainConfig(sync_every=4).resolve().fused_adam is True
+    assert TrainConfig().resolve().fused_adam is False

@@ -287,12 +287,21 @@ class GPUResidentLoader:
         T = self.dataset.T
         start, length = self.dataset.crop(pos)
         i0, i1, w = resize_positions(start, length, T)
-        p = torch.from_numpy(pos).to(self.device)[:, None]
-        x0 = self.data[p, torch.from_numpy(i0).to(self.device)].float()  # (B, T, C, V, M)
-        x1 = self.data[p, torch.from_numpy(i1).to(self.device)].float()
-        wt = torch.from_numpy(w).to(self.device).view(len(pos), T, 1, 1, 1)
+        p = self._upload(pos)[:, None]
+        x0 = self.data[p, self._upload(i0)].float()  # (B, T, C, V, M)
+        x1 = self.data[p, self._upload(i1)].float()
+        wt = self._upload(w).view(len(pos), T, 1, 1, 1)
         x = lerp(x0, x1, wt).permute(0, 2, 1, 3, 4).contiguous().to(self.dtype)
         return x, self.labels[p[:, 0]]
+
+    def _upload(self, a: np.ndarray) -> torch.Tensor:
+        # A copy from pageable host memory to a GPU waits for the GPU's queue to drain (cudaMemcpyAsync + stream
+        # synchronisation), which would stall every training step; from pinned memory it is queued like a kernel
+        # (PyTorch's pinned-memory allocator keeps the buffer until the copy has run).
+        t = torch.from_numpy(np.ascontiguousarray(a))
+        if self.device.type == "cuda":
+            return t.pin_memory().to(self.device, non_blocking=True)
+        return t.to(self.device)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = self.order()

@@ -75,7 +75,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     compile: bool = False  # torch.compile the model
     compile_mode: str = "default"  # with compile: torch.compile mode; "reduce-overhead" = CUDA graphs
-    fused_adam: bool = False  # torch.optim.Adam(fused=True): one kernel per update (always on when sync_every > 1)
+    fused_adam: bool = False  # torch.optim.Adam(fused=True): one kernel per update (resolve(): True if sync_every > 1)
     sync_every: int = 1  # host-device synchronisations: every step (1), or every N steps (see fit._train_epoch)
     out: str | None = None  # run directory; None = results/runs/<preset>-<split>-<loss>-seed<k>-<hash>
     resume: bool = False  # continue the run in `out` from last.pt (a finished run returns its result)
@@ -179,6 +179,8 @@ class TrainConfig:
             cfg.gamma = 0.0
         if cfg.eval_batch_size is None:
             cfg.eval_batch_size = cfg.batch_size
+        if cfg.sync_every > 1:  # it skips a non-finite step through fused Adam: the saved config says what ran
+            cfg.fused_adam = True
         cfg.validate()
         return cfg
 
