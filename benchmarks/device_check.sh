@@ -11,7 +11,8 @@
 #      parameters (is cuDNN attention still NaN-prone for this model?)  ->  check_kernels.json
 #   5. bench: `slnl bench --suite gpu` (the plain eager path and the candidate fast paths at batch 32 and 128, each
 #      configuration in its own process, per-configuration timeout, the JSON rewritten after each one, issue 6's goal
-#      judged at the end)  ->  gpu.json. SLNL_SUITE=gpu-ablation measures each option alone instead.
+#      judged at the end)  ->  gpu.json. Rows past the budget (SLNL_BENCH_BUDGET, default 180 s: about four rows
+#      when two of them compile) are recorded as skipped; SLNL_SUITE=gpu-ablation measures each option alone.
 #   6. markdown table of what this run measured  ->  README.md
 #
 # Output goes to $OUT if set (the device tool's folder), else results/bench. Every step has its own timeout and the

@@ -177,8 +177,12 @@ ENGINE_VARIANTS: dict[str, dict] = {
 
 
 def engine_throughput(model_kw: dict, preset: str, batch: int, steps: int, device: str, tiny: bool,
-                      variants: list[str]) -> dict[str, float]:
-    """fit()'s own training rate, epoch 2 of 2 (epoch 1 holds the warm-up and any compilation), per variant."""
+                      variants: list[str], precision: str) -> dict[str, float]:
+    """fit()'s own training rate, epoch 2 of 2 (epoch 1 holds the warm-up and any compilation), per variant; on
+    CUDA also the host-device synchronisations per training step that PyTorch reports
+    (``torch.cuda.set_sync_debug_mode("warn")``, counted over both epochs and the evaluation)."""
+    import warnings
+
     from slnl.engine import fit
 
     T = 32 if tiny else 64
@@ -190,13 +194,24 @@ def engine_throughput(model_kw: dict, preset: str, batch: int, steps: int, devic
             v = dict(ENGINE_VARIANTS[name])
             kw = dict(model_kw, **v.pop("model", {}))
             cfg = dict(preset=preset, model=kw, data=str(store), out=str(Path(tmp) / name), epochs=2,
-                       batch_size=batch, precision="bf16" if device != "cpu" else "fp32", device=device,
+                       batch_size=batch, precision=precision, device=device,
                        data_mode="gpu" if device != "cpu" else "cpu", progress=False, eval_every=2, **v)
+            cuda = device != "cpu" and torch.cuda.is_available()
             try:
-                h = fit(cfg).history
+                with warnings.catch_warnings(record=True) as seen:
+                    warnings.simplefilter("always")
+                    if cuda:
+                        torch.cuda.set_sync_debug_mode("warn")
+                    try:
+                        h = fit(cfg).history
+                    finally:
+                        if cuda:
+                            torch.cuda.set_sync_debug_mode("default")
+                syncs = sum("synchroniz" in str(w.message) for w in seen)
                 out[name] = h[1]["samples_per_s"]
                 say(f"engine {name:16s} batch {batch}: {h[1]['samples_per_s']:.1f} samples/s in epoch 2 "
-                    f"(epoch 1: {h[0]['samples_per_s']:.1f}), loss {h[1]['train']['loss']['total']:.4f}")
+                    f"(epoch 1: {h[0]['samples_per_s']:.1f}), loss {h[1]['train']['loss']['total']:.4f}"
+                    + (f", {syncs / (2 * steps):.2f} synchronising calls per step" if cuda else ""))
             except Exception as e:  # one variant failing (e.g. CUDA graphs) must not hide the others
                 say(f"engine {name:16s} batch {batch}: FAILED {type(e).__name__}: {str(e)[:300]}")
     return out
@@ -238,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     ok &= fit_check(model_kw, preset, batches[0], 4 if args.tiny else 20, str(device), args.tiny)
     if args.engine is not None:
         names = args.engine or list(ENGINE_VARIANTS)
-        rates = engine_throughput(model_kw, preset, batches[0], 4 if args.tiny else 40, str(device), args.tiny, names)
+        rates = engine_throughput(model_kw, preset, batches[0], 4 if args.tiny else 40, str(device), args.tiny, names,
+                                  precision)
         ok &= len(rates) == len(names)
     say(f"{'ALL PASS' if ok else 'SOME CHECKS FAILED'} in {time.perf_counter() - t_all:.1f}s")
     return 0 if ok else 1
