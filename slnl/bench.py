@@ -1431,6 +1431,12 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _write_json(path: str | None, doc: dict[str, Any]) -> None:
+    if path:
+        atomic_write_json(path, doc)
+        print(f"wrote {path}")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "bench":
@@ -1449,26 +1455,20 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.check:
         rep = check_device(args.check, tuple(p for p in args.check_presets.split(",") if p))
-        if args.json:
-            atomic_write_json(args.json, rep)
-            print(f"wrote {args.json}")
+        _write_json(args.json, rep)
         print(f"check {args.check}: {'PASSED' if rep['passed'] else 'FAILED'}")
         return 0 if rep["passed"] else 1
 
     if args.flops_only:
         rep = flops_report(args.preset, m1=args.m1)
         print(render_flops(rep), end="")
-        if args.json:
-            atomic_write_json(args.json, rep)
-            print(f"wrote {args.json}")
+        _write_json(args.json, rep)
         return 0
 
     if args.check_kernels:
         rep = check_attention_kernels(args.check_kernels, tuple(p for p in args.check_kernels_presets.split(",") if p),
                                       steps=args.check_kernels_steps, batch_size=args.batch_size or 16)
-        if args.json:
-            atomic_write_json(args.json, rep)
-            print(f"wrote {args.json}")
+        _write_json(args.json, rep)
         print(f"check-kernels {args.check_kernels}: cuDNN attention {'finite' if rep['passed'] else 'NOT finite'}")
         return 0 if rep["passed"] else 1
 
