@@ -55,6 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+from slnl.engine.config import COMPILE_MODES  # one list of torch.compile modes for fit() and the bench
 from slnl.utils import REPO_ROOT, atomic_write_json, atomic_write_text, git_commit
 
 RESULTS_DIR = REPO_ROOT / "results" / "bench"
@@ -78,7 +79,6 @@ TRAIN_CLIPS = {("ntu60", "xsub"): 40_320, ("ntu60", "xview"): 37_920, ("kinetics
 PRECISIONS = ("fp32", "bf16")
 NONLOCAL_IMPLS = ("fused", "reference")
 MODES = ("train", "infer", "both")
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs")
 ATTENTION_KERNELS = ("default", "cudnn")
 
 
