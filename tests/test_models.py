@@ -35,9 +35,10 @@ def test_ntu_preset_is_section_4_1():
     assert c.channels == (64, 64, 128, 128, 256, 256) and c.kernels == (3,) * 6 and c.pool_every == 2
     assert c.num_classes == 60 and c.num_joints == 25 and c.in_channels == 3 and c.num_persons == 2
     assert c.dropout == 0.2 and c.input_bn is True
-    assert (c.transform, c.attention, c.affinity, c.m1) == ("CS-T", "rFA", "SLnL", 3)
+    # Table 1's CS model: CS-T, rFA, SLnL with M1 = 5 (the per-split rule is in test_experiments / test_engine_config)
+    assert (c.transform, c.attention, c.affinity, c.m1) == ("CS-T", "rFA", "SLnL", 5)
     assert c.fa_ratio == 16 and c.nonlocal_impl == "fused"
-    assert c.depth == 6 and c.m2 == 3
+    assert c.depth == 6 and c.m2 == 1
 
 
 def test_kinetics_preset_is_section_4_1():
@@ -47,7 +48,7 @@ def test_kinetics_preset_is_section_4_1():
     assert c.kernels == (5, 5, 3, 3, 3, 3, 3, 3) and c.pool_every == 2
     assert c.num_classes == 400 and c.num_joints == 18 and c.in_channels == 3 and c.num_persons == 2
     assert c.dropout == 0.2 and c.input_bn is True
-    assert (c.transform, c.attention, c.affinity, c.m1) == ("CS-T", "rFA", "SLnL", 3)
+    assert (c.transform, c.attention, c.affinity, c.m1) == ("CS-T", "rFA", "SLnL", 5)  # Table 2's adopted model
 
 
 def test_cpu_preset_keeps_the_ntu_topology():
@@ -74,7 +75,7 @@ def test_built_model_realises_the_config():
         assert [b.t_local.kernel_size for b in blocks] == [(3, 1)] * 6
         assert [b.st_local.kernel_size for b in blocks] == [(3, 3)] * 6
         assert [b.drop.p for b in blocks] == [0.2] * 6
-        assert [b.affinity for b in blocks] == ["SLnL"] * 3 + ["Local"] * 3  # SLnL blocks first (Fig. 1)
+        assert [b.affinity for b in blocks] == ["SLnL"] * 5 + ["Local"]  # M1 = 5 SLnL blocks first (Fig. 1)
         kinds = [type(m).__name__ for m in stream.blocks]
         assert kinds == ["SLnLBlock", "SLnLBlock", "MaxPool2d"] * 3  # 2×2 max-pooling every two blocks
     assert model.fc_c.in_features == 2 * 256 and model.fc_p.in_features == model.fc_v.in_features == 256
@@ -187,6 +188,31 @@ def test_transform_rows_give_the_stated_C_prime_and_N_prime(transform, C, N):
         assert s.frequency.N == N and s.blocks[0].t_local.in_channels == C
     if transform == "CNN-V":
         assert isinstance(model.position.transform, CNNTransform)
+
+
+def test_each_stream_has_its_own_transform_and_frequency_attention():
+    """Fig. 1 is silent on sharing; we give each stream its own (network.py's docstring)."""
+    model = build("cpu")
+    for part in ("transform", "frequency"):
+        a = {id(p) for p in getattr(model.position, part).parameters()}
+        b = {id(p) for p in getattr(model.velocity, part).parameters()}
+        assert a and b and not a & b, part
+
+
+def test_local_convolutions_compose_linearly_with_a_2k_minus_1_field():
+    """Fig. 3b literally: tLocal -> sLocal -> stLocal with no non-linearity between them (BN and ReLU come after)."""
+    torch.manual_seed(0)
+    k = 3
+    b = SLnLBlock(4, 4, kernel=k, affinity="Local").double()
+    chain = lambda x: b.st_local(b.s_local(b.t_local(x)))  # noqa: E731
+    g = torch.Generator().manual_seed(1)
+    x, y = (torch.randn(2, 4, 11, 9, generator=g, dtype=torch.float64) for _ in range(2))
+    torch.testing.assert_close(chain(2.5 * x - 0.5 * y), 2.5 * chain(x) - 0.5 * chain(y), rtol=1e-10, atol=1e-10)
+    impulse = torch.zeros(1, 4, 11, 9, dtype=torch.float64)
+    impulse[0, :, 5, 4] = 1.0
+    reach = chain(impulse).abs().sum(1)[0] > 0
+    t, n = reach.nonzero(as_tuple=True)
+    assert (int(t.max() - t.min()) + 1, int(n.max() - n.min()) + 1) == (2 * k - 1, 2 * k - 1)
 
 
 # -------------------------------------------------------------------------------------- §3.3 SLnL starts as local

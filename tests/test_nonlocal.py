@@ -14,7 +14,6 @@ def _pair(dims, seed=0):
     fused = NonLocal(P, Q, dims, "fused")
     with torch.no_grad():
         fused.W_w.weight.normal_(0, 0.5)
-        fused.W_w.bias.normal_(0, 0.5)
         fused.qkv.weight.mul_(0.5)  # keep the unscaled (no 1/sqrt(L)) logits in a range where softmax is not one-hot
     ref = NonLocal(P, Q, dims, "reference")
     ref.load_state_dict(fused.state_dict())
@@ -46,15 +45,15 @@ def test_fused_equals_reference_outputs_and_gradients(dims):
 
 def _weights(m):
     wq, wk, wg = m.qkv.weight.double().chunk(3, 0)  # W_ϕ, W_ψ, W_g (each Q×P)
-    return wq, wk, wg, m.W_w.weight.double(), m.W_w.bias.double()
+    return wq, wk, wg, m.W_w.weight.double()
 
 
-def _eq6_11(X, wq, wk, wg, ww, bw):
+def _eq6_11(X, wq, wk, wg, ww):
     """Eq. 6-11 for one set Ω: X is (|Ω|, P) with x_i as rows; returns (|Ω|, Q)."""
     theta, psi, g = X @ wq.T, X @ wk.T, X @ wg.T  # Eq. 9, 10, 7
     phi = torch.exp(theta @ psi.T)  # Eq. 8, embedded Gaussian, no 1/sqrt(L)
     Y = (phi / phi.sum(1, keepdim=True)) @ g  # Eq. 6 with Z_i = sum_j phi(x_i, x_j)
-    return Y @ ww.T + bw  # Eq. 11
+    return Y @ ww.T  # Eq. 11: W_w y_i, no bias
 
 
 @pytest.mark.parametrize("dims", NONLOCAL_DIMS)
@@ -92,10 +91,12 @@ def test_affinity_is_row_stochastic_with_one_row_per_position(dims):
 @pytest.mark.parametrize("impl", ["fused", "reference"])
 @pytest.mark.parametrize("dims", NONLOCAL_DIMS)
 def test_fresh_module_outputs_exactly_zero(dims, impl):
-    """W_w = 0 (weight and bias): a new module is a drop-in that changes nothing (§3.3)."""
+    """W_w = 0: a new module is a drop-in that changes nothing (§3.3)."""
     m = NonLocal(P, Q, dims, impl)
     assert torch.equal(m(_x() * 100), torch.zeros(B, Q, T, N))
     assert m.qkv.bias is None and m.qkv.weight.shape == (3 * Q, P)  # L = Q, fused projection P -> 3Q
+    # Eq. 7, 9, 10, 11 have no bias: the module's only parameters are [W_ϕ; W_ψ; W_g] and W_w
+    assert {n: tuple(p.shape) for n, p in m.named_parameters()} == {"qkv.weight": (3 * Q, P), "W_w.weight": (Q, Q)}
 
 
 def test_fused_call_has_fused_kernel_layout(monkeypatch):

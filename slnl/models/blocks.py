@@ -14,6 +14,11 @@ initial function unchanged), add the residual after BN (ResNet's "BN before the 
 block's dropout (0.2, §4.1). The three convolutions have no bias: everything before the BN is linear in the biases,
 which the BN's mean subtraction removes. The residual is the identity when the channel count is unchanged and a
 1×1 conv + BN otherwise (ResNet's projection shortcut).
+
+No non-linearity between the three local convolutions: §3.3 lists one BN and one ReLU for the whole block and
+Fig. 3b draws tLocal → sLocal → stLocal in sequence without any, so we follow the figure literally. The three then
+compose into one linear map (a factorised (2k−1)×(2k−1) convolution); in an SLnL block the non-local modules'
+softmax is the only non-linearity before the block's BN and ReLU.
 """
 from __future__ import annotations
 

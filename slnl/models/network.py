@@ -18,6 +18,13 @@ Choices the paper leaves open (and why):
   this keeps one code path for both datasets).
 * Heads: plain linear layers on the globally pooled features; the concatenated head sees [f_p; f_v]. A single-stream
   row (Pos-N, Vel-N) has ``None`` for the missing head and its ``c`` head is an FC of the one stream's features.
+* One transform network and one frequency attention per stream, not shared: Fig. 1 draws the two streams side by side
+  and does not say whether they share weights. HCN, the authors' predecessor, gives each stream its own layers, and
+  positions and velocities differ in scale and in spectrum (velocity is a high-pass of position), so coordinate
+  systems, joint mixtures and frequency gates learnt for one need not suit the other.
+* Default ``m1``: 5, the adopted depth of Table 1's CS column and of Table 2 (Kinetics); the paper adopts M1 = 3 on
+  CV. Training takes M1 per split from ``slnl.experiments`` (see ``slnl.engine.config``), so the default matters only
+  to a direct ``build()``.
 """
 from __future__ import annotations
 
@@ -44,8 +51,8 @@ class Heads(NamedTuple):
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Every hyper-parameter of SLnL-rFA. Defaults are the NTU RGB+D setting of §4.1 and the adopted final model
-    (CS-T transform, rFA, SLnL with m1 = 3, the paper's CV choice; it uses m1 = 5 for CS)."""
+    """Every hyper-parameter of SLnL-rFA. Defaults are the NTU RGB+D setting of §4.1 and the adopted final model of
+    Table 1's CS column (CS-T transform, rFA, SLnL with m1 = 5; on CV the paper adopts m1 = 3)."""
 
     num_classes: int = 60
     num_joints: int = 25  # N
@@ -63,7 +70,7 @@ class ModelConfig:
     transform: str = "CS-T"  # Table 3 row
     attention: str = "rFA"  # Table 5 row
     affinity: str = "SLnL"  # Table 6 row
-    m1: int = 3  # SLnL blocks (first); M2 = depth - m1 local blocks follow. Ignored when affinity="Local".
+    m1: int = 5  # SLnL blocks (first); M2 = depth - m1 local blocks follow. Ignored when affinity="Local".
     nonlocal_impl: str = "fused"
     recompute: str = "auto"  # fused non-local: recompute q/k/v in backward (auto: on CPU yes, on CUDA no)
     channels_last: bool = False  # blocks run on NHWC feature maps (execution only: same function, see Stream)
@@ -125,8 +132,8 @@ PRESETS: dict[str, ModelConfig] = {
         channels=(64, 64, 128, 128, 256, 256, 512, 512),
         kernels=(5, 5, 3, 3, 3, 3, 3, 3),
     ),
-    # Not in the paper: the NTU topology shrunk for CPU runs (tests, the synthetic set, notebooks executed tiny):
-    # ~20 ms forward+backward per clip on one core, so an epoch of 2000 clips takes well under a minute.
+    # Not in the paper: the NTU topology with fewer frames, coordinate systems, new joints and channels, so that tests,
+    # the synthetic set and notebooks executed tiny train on a CPU.
     "cpu": ModelConfig(T=32, K=4, new_joints=16, channels=(16, 16, 32, 32, 64, 64)),
 }
 
@@ -153,7 +160,7 @@ class Stream(nn.Module):
         # channels_last: the blocks see (B, C, T, N) stored as (B, T, N, C). Convolutions then run in NHWC (cuDNN's
         # native layout for bf16 tensor cores, oneDNN's on CPU: no transposes around each conv), and the "s"/"st"
         # non-local projections read their channels-last view (x.permute(0, 2, 3, 1)) without a copy. Same
-        # mathematics; only dropout masks differ (drawn in storage order). Measured, not assumed: results/bench/.
+        # mathematics; only dropout masks differ (drawn in storage order). What it gains is in results/bench/.
         self.channels_last = cfg.channels_last
         if cfg.channels_last:
             self.blocks.to(memory_format=torch.channels_last)

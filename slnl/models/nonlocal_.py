@@ -5,36 +5,32 @@ For ``x: (B, P, T, N)`` and positions i, j of one sequence,
     y_i = Σ_j softmax_j(ϕ(x_i)^T ψ(x_j)) g(x_j)        (Eq. 6–10, Z_i = Σ_j φ(x_i, x_j) makes it a softmax)
     out = W_w y                                         (Eq. 11)
 
-with ϕ, ψ, g linear maps of the channels (1×1 convolutions) P → L, P → L, P → Q (no bias: Eq. 7, 9, 10 have none)
-and W_w a linear map Q → Q whose weight and bias start at zero, so a freshly inserted module outputs exactly 0 and an SLnL block starts
-as its local block ("drop-in without breaking its initial behaviour", §3.3).
+with ϕ, ψ, g linear maps of the channels (1×1 convolutions) P → L, P → L, P → Q and W_w a linear map Q → Q, all
+without bias, as Eq. 7, 9, 10 and 11 print them. W_w starts at zero, so a freshly inserted module outputs exactly 0
+and an SLnL block starts as its local block ("drop-in without breaking its initial behaviour", §3.3).
 
 Choices the paper leaves open:
 * Embedding width L = Q. The paper fixes W_g ∈ R^{Q×P} and W_w ∈ R^{Q×Q} but not L. The field's practice for the
   embedded Gaussian (Wang et al. 2018) is a bottleneck of half the channels for θ, ϕ *and* g, which their W_z maps
   back; this paper's g and W_w have no bottleneck (W_w is Q×Q), and we keep ϕ, ψ at the same width: L = Q. It gives
-  q, k, v one head size, which PyTorch's flash kernels need (torch 2.13 on CPU: with q, k of 32 and v of 64 channels
-  flash reports "No available kernel" and only the math kernel runs, materialising the L×L affinity that the memory
-  goal of issue 6 forbids), and it lets ϕ, ψ, g be one projection P → 3Q. The price: L = Q/2 would cut the
-  attention's q·k product in half, about 3/4 of the attention FLOPs — for the ntu preset roughly 133 instead of
-  163 GFLOP per training clip (``slnl bench --flops-only``) — on kernels that accept unequal head sizes.
+  q, k, v one head size, which PyTorch's fused attention kernels need (with unequal head sizes PyTorch's CPU flash
+  kernel does not accept the inputs and the math kernel runs, materialising the L×L affinity), and it lets ϕ, ψ, g
+  be one projection P → 3Q. The price: L = Q/2 would halve the attention's q·k product and so save about a quarter
+  of the attention FLOPs (``slnl bench --flops-only`` counts them), on kernels that accept unequal head sizes.
 * Layout: the 1×1 convolutions are applied as ``nn.Linear`` on a channels-last view, so [W_ϕ; W_ψ; W_g] writes q, k, v
   straight into the (sequence, channel) layout SDPA wants (one GEMM, no copy for "s" and "st"), and W_w runs on
-  SDPA's output before the layout is turned back. Same mathematics as a Conv2d(·, ·, 1); measured faster on CPU
-  (fewer layout copies) and it is what fused attention kernels consume.
+  SDPA's output before the layout is turned back. Same mathematics as a Conv2d(·, ·, 1), with fewer layout copies,
+  and it is what fused attention kernels consume.
 * No 1/√L scaling: Eq. 8 is exp(ϕ^T ψ) (as in Wang et al. 2017's embedded Gaussian), so SDPA gets ``scale=1.0``.
 * ``dims`` picks the set Ω: "t" attends over the T frames of each joint, "s" over the N joints of each frame, "st"
   over all T·N positions of a clip.
 
 ``impl="fused"`` runs ``F.scaled_dot_product_attention`` on 4-D ``(batch, 1, seq, Q)`` tensors whose last axis has
 stride 1 and whose q, k, v share one head size, so PyTorch dispatches to a fused kernel (flash attention on CPU and
-CUDA, memory-efficient attention otherwise) that never stores the (seq × seq) affinity. ``impl="reference"`` is
-einsum + softmax with the affinity materialised; ``affinity(x)`` returns that matrix for visualisation.
-Seen dispatching (torch profiler): ``_scaled_dot_product_flash_attention_for_cpu`` on CPU (torch 2.13, tested);
-``_efficient_attention_forward/backward`` in float32 and ``_flash_attention_forward/backward`` under bf16 autocast on
-an H200 (torch 2.11; unrestricted, PyTorch picked cuDNN attention there, which we exclude: see ``FUSED_BACKENDS``).
-There, one bf16 training step of the ntu preset at batch 32 peaked at about 4-5 GiB fused against 38 GiB with the
-reference path.
+CUDA, memory-efficient attention otherwise) that never stores the (seq × seq) affinity; its memory grows linearly
+with the sequence instead of quadratically. ``impl="reference"`` is einsum + softmax with the affinity materialised;
+``affinity(x)`` returns that matrix for visualisation. Which kernel runs, and what each path costs, is measured by
+``slnl bench`` (results/bench/).
 """
 from __future__ import annotations
 
@@ -58,12 +54,11 @@ FUSED_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SD
 
 # Selective recomputation for the fused training path: keep what the attention kernel returns (its output and
 # log-sum-exp, which its backward needs), recompute the cheap q/k/v projection and layout views in backward. Without
-# it every module keeps q, k, v, the output and a channels-last copy of its input — measured on the ntu preset
-# (M1 = 6, batch 4, CPU) at 0.33 of the reference path's peak memory; with it 0.18, for ~9% more CPU time.
-# On CUDA the trade goes the other way: eager checkpointing dispatches every op of the region through a Python
-# policy, which a launch-bound GPU step feels (ntu, bf16, batch 32 on an H200: 338 samples/s and 2.3 GiB with it, in
-# results/bench/gpu-h200.json; ~620 samples/s and 5 GiB without it, an earlier commit's run) while memory is ample.
-# Hence RECOMPUTE "auto": on for CPU tensors, off for CUDA; "always" / "never" force it.
+# it every module keeps q, k, v, the output and a channels-last copy of its input; with it, besides its input, only
+# the kernel's output and log-sum-exp, for the time of recomputing the projection. On CUDA the trade goes the other way: eager
+# checkpointing dispatches every op of the region through a Python policy, which a launch-bound GPU step feels, while
+# GPU memory is ample. Hence RECOMPUTE "auto": on for CPU tensors, off for CUDA; "always" / "never" force it
+# (results/bench/ has the measured memory and speed of both).
 RECOMPUTE: tuple[str, ...] = ("auto", "always", "never")
 _SDPA_OPS = {
     getattr(torch.ops.aten, name).default
@@ -95,9 +90,8 @@ class NonLocal(nn.Module):
         self.in_channels, self.out_channels = in_channels, out_channels
         # [W_ϕ; W_ψ; W_g] fused into one projection P -> 3Q (L = Q): one read of x, one GEMM for q, k and v.
         self.qkv = nn.Linear(in_channels, 3 * out_channels, bias=False)
-        self.W_w = nn.Linear(out_channels, out_channels)
+        self.W_w = nn.Linear(out_channels, out_channels, bias=False)  # Eq. 11: W_w y_i, no bias
         nn.init.zeros_(self.W_w.weight)
-        nn.init.zeros_(self.W_w.bias)
 
     # (B, P, T, N) -> q, k, v each (B', 1, L, Q), views of one (B', 1, L, 3Q) tensor: channel axis last, stride 1.
     def _sequences(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
