@@ -72,10 +72,11 @@ class Row:
     def settings_for(self, split: str) -> dict[str, Any]:
         """The row's settings on ``split`` (a label: CS, CV, CSet, default; store names are accepted too).
 
-        A split without its own entry (CSet of NTU-120, MSR's CS, Kinetics' default, a stand-in) uses CS's: the
-        setting behind the paper's headline single-number results.
+        A split without its own entry (CSet of NTU-120, MSR's CS, Kinetics' default, a stand-in, any other store's
+        split name) uses CS's: the setting behind the paper's headline single-number results.
         """
-        label = split_label(split)
+        name = canonical_split(str(split))
+        label = SPLIT_LABELS.get(name, name)  # a store's own split name (an .npz store's) has no entry: CS's
         extra = self.per_split.get(label, self.per_split.get("CS", {})) if self.per_split else {}
         return {**self.settings, **extra}
 
@@ -193,6 +194,11 @@ _ADOPTED_NOTE = (
     "use m=0.4, M1=5 on CS and m=0.6, M1=3 on CV."
 )
 
+_PA_LSTM_NOTE = (
+    "PA-LSTM's two numbers are swapped in the paper: Shahroudy et al. 2016 report 62.93% cross-subject and 70.27% "
+    "cross-view. We keep the paper's table as printed (70.3 CS, 62.9 CV); no claim of the paper rests on this row."
+)
+
 TABLE1 = Table(
     name="table1",
     number=1,
@@ -202,7 +208,7 @@ TABLE1 = Table(
     rows=(
         Row("h-rnn", "H-RNN (Du, Wang, and Wang 2015)", _ntu(59.1, 64.0), runnable=False, cite="Du et al. 2015"),
         Row("pa-lstm", "PA-LSTM (Shahroudy et al. 2016)", _ntu(70.3, 62.9), runnable=False,
-            cite="Shahroudy et al. 2016"),
+            cite="Shahroudy et al. 2016", note=_PA_LSTM_NOTE),
         Row("st-lstm-tg", "ST-LSTM+TG (Liu et al. 2016a)", _ntu(69.2, 77.7), runnable=False, cite="Liu et al. 2016a"),
         Row("va-lstm", "VA-LSTM (Zhang et al. 2017)", _ntu(79.4, 87.6), runnable=False, cite="Zhang et al. 2017"),
         Row("st-gcn", "ST-GCN (Yan, Xiong, and Lin 2018)", _ntu(81.5, 88.3), runnable=False, cite="Yan et al. 2018"),
@@ -224,6 +230,7 @@ TABLE1 = Table(
         "Only SLnL-rFA (Ours) is run; the other rows are the published numbers the paper quotes.",
         "SLnL-rFA's numbers are Table 6's adopted rows: SLnL M1=5 on CS (89.1) and SLnL M1=3 on CV (94.9).",
         _ADOPTED_NOTE,
+        _PA_LSTM_NOTE,
     ),
 )
 
@@ -453,6 +460,41 @@ def rows(tbl: str | int | Table, select: str | Sequence[str] | None = None, *, m
 select_rows = rows  # the same function, for code whose argument is called `rows` (run_table, notebooks)
 
 
+def row_settings(tbl: str | int | Table, row: str | Row, split: str) -> dict[str, Any]:
+    """What a runnable row trains on ``split``, as ``TrainConfig`` fields: ``model`` (``slnl.models.build``
+    overrides: transform, attention, affinity, m1), ``loss``, ``gamma``, ``m``.
+
+    CE and FL rows carry m = 0, CE and SMCE rows gamma = 0, so that a saved config says exactly which loss ran.
+    Raises ``ValueError`` for a published (non-runnable) row.
+    """
+    t = table(tbl)
+    r = row if isinstance(row, Row) else t.row(row)
+    if not r.runnable:
+        raise ValueError(f"{t.name}/{r.slug} ({r.label}) is a published reference number, not a runnable row")
+    s = r.settings_for(split)
+    loss = s.get("loss", "CE")
+    return {
+        "model": {k: s[k] for k in MODEL_KEYS if k in s},
+        "loss": loss,
+        "gamma": float(s.get("gamma", 0.0)) if loss in ("FL", "SMFL") else 0.0,
+        "m": float(s.get("m", 0.0)) if loss in ("SMCE", "SMFL") else 0.0,
+    }
+
+
+def adopted(split: str, family: str = "ntu") -> dict[str, Any]:
+    """The paper's adopted margin ``m`` and depth ``m1`` (M1) on ``split``: those of SLnL-rFA in Table 1 (``family``
+    "ntu": NTU-format data, the synthetic stand-in included) or Table 2 ("kinetics").
+
+    CS: m = 0.4, M1 = 5; CV: m = 0.6, M1 = 3 (``ADOPTED``, module docstring). Kinetics' single split, NTU-120's CSet
+    and any split without its own entry use CS's (``Row.settings_for``). This is what ``slnl train`` / ``fit()`` use
+    when a configuration leaves m or M1 unset (``slnl.engine.config``).
+    """
+    if family not in ("ntu", "kinetics"):
+        raise ValueError(f"unknown protocol family {family!r}; expected 'ntu' or 'kinetics'")
+    s = (TABLE2 if family == "kinetics" else TABLE1).row("slnl-rfa").settings_for(split)
+    return {"m": s["m"], "m1": s["m1"]}
+
+
 def split_label(split: str) -> str:
     """``CS``/``xsub`` -> ``CS``, ``CV``/``xview`` -> ``CV``, ``xset`` -> ``CSet``, ``default`` -> ``default``."""
     return SPLIT_LABELS[store_split(split)]
@@ -596,30 +638,20 @@ def row_config(tbl: str | int | Table, row: str | Row, split: str, seed: int = 0
                batch_size: int | None = None, device: str = "auto", results_dir: str | Path = "results",
                max_steps_per_epoch: int | None = None, overwrite: bool = False,
                progress: bool = False) -> dict[str, Any]:
-    """The ``slnl.engine.fit`` configuration (a TrainConfig dict) of one (row, split, seed) at a scale.
-
-    Model settings go to ``model`` (``build()`` overrides); ``loss``/``gamma``/``m`` are TrainConfig fields. CE and FL
-    rows carry m = 0, CE and SMCE rows gamma = 0, so that the saved config says exactly which loss ran.
+    """The ``slnl.engine.fit`` configuration (a TrainConfig dict) of one (row, split, seed) at a scale: the row's
+    ``row_settings`` plus the scale's preset, epochs and batch size, the store and the run directory.
     """
     t = table(tbl)
     r = row if isinstance(row, Row) else t.row(row)
-    if not r.runnable:
-        raise ValueError(f"{t.name}/{r.slug} ({r.label}) is a published reference number, not a runnable row")
+    settings = row_settings(t, r, split)  # the row's model and loss (raises for a published row)
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}; expected one of {', '.join(SCALES)}")
     sc = SCALES[scale]
     family, preset = preset_for(t, dataset, sc)
-    s = r.settings_for(split)
-    loss = s.get("loss", "CE")
-    gamma = float(s.get("gamma", 0.0)) if loss in ("FL", "SMFL") else 0.0
-    m = float(s.get("m", 0.0)) if loss in ("SMCE", "SMFL") else 0.0
     store = resolve_store(dataset, data_root)
     cfg: dict[str, Any] = {
         "preset": preset,
-        "model": {k: s[k] for k in MODEL_KEYS if k in s},
-        "loss": loss,
-        "gamma": gamma,
-        "m": m,
+        **settings,
         "data": str(store),
         "split": store_split(split),
         "epochs": int(epochs if epochs is not None else sc.epochs[family]),

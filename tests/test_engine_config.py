@@ -14,7 +14,7 @@ def test_presets_carry_the_papers_protocol():
     assert (ntu.epochs, ntu.batch_size, ntu.lr, ntu.lr_decay, ntu.weight_decay) == (300, 32, 1e-3, 0.98, 5e-4)
     kin = TrainConfig(preset="kinetics").resolve()
     assert (kin.epochs, kin.batch_size, kin.lr, kin.lr_decay, kin.weight_decay) == (100, 128, 1e-3, 0.95, 5e-4)
-    assert (ntu.loss, ntu.gamma, ntu.m) == ("SMFL", 2.0, 0.4)
+    assert (ntu.loss, ntu.gamma, ntu.m, ntu.split, ntu.model["m1"]) == ("SMFL", 2.0, 0.4, "xsub", 5)  # CS adopted
     cpu = TrainConfig(preset="cpu").resolve()
     assert (cpu.lr, cpu.weight_decay, cpu.loss) == (1e-3, 5e-4, "SMFL")
     assert cpu.epochs < ntu.epochs and cpu.batch_size < ntu.batch_size
@@ -81,7 +81,8 @@ def test_cli_resume_starts_from_the_saved_config(tmp_path):
     run.mkdir()
     save_config(TrainConfig(preset="cpu", epochs=4, lr=0.02, model={"K": 2}).resolve(), run / "config.yaml")
     c = config_from_args(["--out", str(run), "--resume", "--epochs", "6"])
-    assert (c.preset, c.lr, c.epochs, c.model, c.resume) == ("cpu", 0.02, 6, {"K": 2}, True)
+    # the saved config is the resolved one: it names the split's adopted M1 (xsub: 5) beside the override it was given
+    assert (c.preset, c.lr, c.epochs, c.model, c.resume) == ("cpu", 0.02, 6, {"K": 2, "m1": 5}, True)
 
 
 # ----------------------------------------------------------------------------------------------------- metrics

@@ -3,7 +3,11 @@ run_table's result files / skip / reuse behaviour on a real (tiny) training run.
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -153,6 +157,46 @@ def test_row_config_is_a_valid_train_config():
         ex.row_config("table3", "cs-t", "CS", dataset="ntu60")
     with pytest.raises(ValueError, match="unknown split"):
         ex.split_label("cross-subject")
+
+
+def test_adopted_settings_are_table1_and_table2s_rows_per_split():
+    """One place for the adopted m and M1 (ADOPTED, through Table 1's / Table 2's SLnL-rFA rows)."""
+    assert ex.adopted("CS") == {"m": 0.4, "m1": 5} == ex.adopted("xsub")
+    assert ex.adopted("CV") == {"m": 0.6, "m1": 3} == ex.adopted("xview")
+    assert ex.adopted("default", "kinetics") == {"m": 0.4, "m1": 5}  # Table 2: the CS-adopted setting
+    # splits without their own entry (NTU-120's CSet, an .npz store's own split name) use CS's
+    assert ex.adopted("xset") == ex.adopted("my-split") == ex.adopted("CS")
+    for split in ("CS", "CV"):
+        assert ex.adopted(split) == {k: ex.ADOPTED[split][k] for k in ("m", "m1")}
+        s = ex.row_settings("table1", "slnl-rfa", split)
+        assert (s["m"], s["model"]["m1"]) == (ex.adopted(split)["m"], ex.adopted(split)["m1"])
+    with pytest.raises(ValueError, match="family"):
+        ex.adopted("CS", "imagenet")
+
+
+def test_row_settings_are_what_row_config_trains():
+    for t in ex.TABLES.values():
+        for r in ex.rows(t):
+            for split in ("CS", "CV"):
+                s, c = ex.row_settings(t, r, split), ex.row_config(t, r, split, scale="paper")
+                assert s == {k: c[k] for k in ("model", "loss", "gamma", "m")}
+    with pytest.raises(ValueError, match="published reference"):
+        ex.row_settings("table1", "hcn", "CS")
+
+
+def test_pa_lstm_numbers_are_the_papers_with_the_swap_noted():
+    r = ex.TABLE1.row("pa-lstm")
+    assert r.paper == {"CS": 70.3, "CV": 62.9}  # as printed in the paper's Table 1
+    assert "62.93" in r.note and "70.27" in r.note and r.note in ex.TABLE1.notes
+
+
+def test_paper_as_data_does_not_import_the_engine():
+    """slnl.engine.config imports slnl.experiments (the adopted settings); the reverse at import time would be a
+    cycle."""
+    code = "import sys, slnl.experiments; assert 'slnl.engine' not in sys.modules, sorted(sys.modules)"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
 
 
 def test_result_path_and_splits(tmp_path):

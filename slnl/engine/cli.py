@@ -1,7 +1,13 @@
 """``slnl train`` and ``slnl eval`` (``slnl.cli`` dispatches here with ``argv[0]`` in {"train", "eval"}).
 
-Precedence of settings for ``slnl train``: TrainConfig defaults (the preset's protocol) < ``--config FILE.yaml`` (or,
-with ``--resume`` and no ``--config``, the run's own saved ``config.yaml``) < flags given on the command line.
+Precedence of settings for ``slnl train``: TrainConfig defaults (the preset's protocol, and the split's adopted m
+and M1) < ``--config FILE.yaml`` (or, with ``--resume`` and no ``--config``, the run's own saved ``config.yaml``) <
+``--row TABLE/ROW`` (a paper row's model and loss on the split, as ``slnl.experiments.row_settings`` gives them) <
+single flags given on the command line.
+
+``--dry-run`` prints the resolved configuration as YAML (what ``config.yaml`` would hold before the store is opened,
+with ``precision`` resolved for the device the run would use) and exits without touching the run directory or the
+data.
 
 Multi-GPU / multi-node: ``torchrun --nproc_per_node=N -m slnl train …`` (``--batch-size`` stays the global batch).
 
@@ -19,7 +25,18 @@ from typing import Any
 
 import yaml
 
-from slnl.engine.config import COMPILE_MODES, DATA_MODES, LOSS_NAMES, PRECISIONS, PROTOCOL, TrainConfig
+from slnl import experiments as ex
+from slnl.data.store import canonical_split
+from slnl.engine.config import (
+    COMPILE_MODES,
+    DATA_MODES,
+    LOSS_NAMES,
+    PRECISIONS,
+    PROTOCOL,
+    TrainConfig,
+    resolve_device,
+    resolve_precision,
+)
 
 S = argparse.SUPPRESS
 # Flags that map to ModelConfig fields (slnl.models.build overrides), and their types.
@@ -40,9 +57,15 @@ def train_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="slnl train", argument_default=S,
         description="Train one configuration into a run directory (§4.1 protocol defaults per --preset).",
-        epilog="Protocol defaults: " + "; ".join(f"{k}: {v}" for k, v in PROTOCOL.items()),
+        epilog="Protocol defaults: " + "; ".join(f"{k}: {v}" for k, v in PROTOCOL.items())
+        + ". Unset m and M1 follow the split: " + "; ".join(f"{k}: {v}" for k, v in ex.ADOPTED.items()) + ".",
     )
     p.add_argument("--config", help="YAML file of TrainConfig fields (flags override it)")
+    p.add_argument("--row", metavar="TABLE/ROW",
+                   help="a paper row's configuration on --split, e.g. table6/slnl-2 (slugs of slnl.experiments); "
+                        "single flags still override its fields")
+    p.add_argument("--dry-run", dest="dry_run", action="store_true",
+                   help="print the resolved configuration as YAML and exit (no training, no files, no data)")
     g = p.add_argument_group("run")
     g.add_argument("--preset", choices=sorted(PROTOCOL))
     g.add_argument("--data", help="prepared store directory (default: the built-in synthetic store)")
@@ -95,13 +118,25 @@ def train_parser() -> argparse.ArgumentParser:
 
 def config_from_args(argv: list[str]) -> TrainConfig:
     """TrainConfig from ``slnl train`` arguments (see the module docstring for precedence)."""
+    return _parse(argv)[0]
+
+
+def _parse(argv: list[str]) -> tuple[TrainConfig, bool]:
+    """(TrainConfig, dry_run) from ``slnl train`` arguments."""
     ns = vars(train_parser().parse_args(argv))
+    dry_run = bool(ns.pop("dry_run", False))
+    row = ns.pop("row", None)
     base: dict[str, Any] = {}
     if "config" in ns:
         base = TrainConfig.load(ns.pop("config")).to_dict()
     elif ns.get("resume") and "out" in ns and (Path(ns["out"]) / "config.yaml").is_file():
         base = TrainConfig.load(Path(ns["out"]) / "config.yaml").to_dict()
     model = dict(base.get("model") or {})
+    if row is not None:
+        preset, settings = _row(row, ns.get("preset", base.get("preset")), ns.get("split", base.get("split")))
+        base["preset"] = preset
+        base.update({k: settings[k] for k in ("loss", "gamma", "m")})
+        model.update(settings["model"])
     for k, v in ns.pop("model", []):
         model[k] = v
     for k in MODEL_FLAGS:
@@ -111,7 +146,43 @@ def config_from_args(argv: list[str]) -> TrainConfig:
         ns["compile"] = True  # --compile-mode implies --compile
     base.update(ns)
     base["model"] = model
-    return TrainConfig.from_dict(base, source="slnl train")
+    return TrainConfig.from_dict(base, source="slnl train"), dry_run
+
+
+def _row(text: str, preset: str | None, split: str | None) -> tuple[str, dict[str, Any]]:
+    """``--row TABLE/ROW`` -> (preset, ``slnl.experiments.row_settings`` on the run's split). Without ``--preset``
+    the table's own §4.1 protocol is used (``kinetics`` for Table 2, ``ntu`` otherwise); without ``--split`` the
+    preset's."""
+    name, sep, slug = text.partition("/")
+    if not sep or not name or not slug:
+        raise ValueError(f"--row {text!r}: expected TABLE/ROW, e.g. table6/slnl-2")
+    try:
+        t = ex.table(name)
+    except KeyError as e:
+        raise ValueError(f"--row {text!r}: {e.args[0]}") from None
+    runnable = ", ".join(r.slug for r in ex.rows(t))
+    try:
+        r = t.row(slug)
+    except KeyError:
+        raise ValueError(f"--row {text!r}: {t.name} has no row {slug!r}; its rows are {runnable}") from None
+    if not r.runnable:
+        raise ValueError(f"--row {text!r}: {r.label} is a published number the paper quotes, not a model we train; "
+                         f"{t.name}'s runnable rows are {runnable}")
+    preset = preset or ex.SCALES["paper"].presets[t.family]
+    if preset not in PROTOCOL:
+        raise ValueError(f"preset: expected one of {sorted(PROTOCOL)}, got {preset!r}")
+    return preset, ex.row_settings(t, r, split or PROTOCOL[preset]["split"])
+
+
+def dry_run(cfg: TrainConfig) -> str:
+    """The resolved configuration as YAML: ``resolve()``, the split's store name, ``precision`` for the device the
+    run would use. Touches no file and generates no data."""
+    cfg = cfg.resolve()
+    cfg.split = canonical_split(cfg.split)  # as fit() saves it: CS -> xsub, CV -> xview
+    cfg.precision = resolve_precision(cfg.precision, resolve_device(cfg.device))
+    head = ("# slnl train --dry-run: the resolved configuration. data: null = the built-in synthetic store; "
+            "out: null = results/runs/<preset>-<split>-<loss>-seed<k>-<hash>, chosen once the store is open.\n")
+    return head + yaml.safe_dump(cfg.to_dict(), sort_keys=False)
 
 
 def eval_parser() -> argparse.ArgumentParser:
@@ -147,7 +218,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if cmd == "train":
-            cfg = config_from_args(rest)
+            cfg, dry = _parse(rest)
+            if dry:
+                print(dry_run(cfg), end="")
+                return 0
             try:
                 res = fit(cfg)
             except TrainingInterrupted as e:

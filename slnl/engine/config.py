@@ -8,6 +8,21 @@ Every field of ``TrainConfig`` that is ``None`` means "the preset's protocol val
 the *resolved* configuration is what is saved with the run (``config.yaml``), so a run directory shows every number
 it used, and everything that deviates from the paper is visible as a difference from ``PROTOCOL[preset]``.
 
+The margin ``m`` and the number of SLnL blocks M1 (``model["m1"]``) are the paper's *adopted* settings, which differ
+by split (Tables 4 and 6 star one row per split): unset, ``resolve()`` takes them from ``slnl.experiments.adopted``
+for the split and the protocol family (CS: m = 0.4, M1 = 5; CV: m = 0.6, M1 = 3; Kinetics: Table 2's row, i.e.
+CS's). The ``cpu`` preset, the synthetic stand-in for NTU, follows the same rule. A value given explicitly (a dict
+key, a YAML field, ``--m`` / ``--m1``) wins. A local-only model (``affinity: Local``) has no SLnL block: M1 = 0.
+
+Precision (``precision="auto"``): bf16 autocast on a CUDA device that supports it, fp32 otherwise. bf16 is the
+default at paper scale because its tensor-core rate is what makes 300-epoch NTU runs affordable (an H200's dense bf16
+peak is about 15× its fp32 one, and PyTorch's flash attention kernel, the fused non-local's fastest, has no fp32
+variant: fp32 falls back to the memory-efficient kernel), and because autocast keeps in fp32 what bf16 would harm: parameters and Adam's state, batch norm,
+the losses (``slnl.losses`` leaves autocast), and the whole frequency attention — DFT, gates and inverse
+(``slnl.models.frequency``: in bf16 its round trip errs by ~5e-3). What runs in bf16 is the convolutions and the
+non-local projections and attention products (accumulated in fp32 by the kernels). ``precision="fp32"`` trains
+everything in fp32, the arithmetic of the paper's era.
+
 The ``cpu`` preset is the same protocol scaled down (a small model, few epochs, small batch) so that notebooks and
 tests finish on a laptop; its numbers are *not* the paper's.
 
@@ -28,8 +43,10 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
+from slnl.experiments import adopted
 from slnl.utils import REPO_ROOT
 
 # The paper's protocol per preset (§4.1). `split` is the store's split used when the config names none.
@@ -39,6 +56,8 @@ PROTOCOL: dict[str, dict[str, Any]] = {
     # Same optimiser, loss and decay as NTU (the synthetic store is NTU-shaped); few epochs, small batch.
     "cpu": dict(epochs=10, batch_size=16, lr=1e-3, lr_decay=0.98, weight_decay=5e-4, split="xsub"),
 }
+# Whose adopted m and M1 a preset trains (slnl.experiments.adopted): Table 1's (NTU) or Table 2's (Kinetics).
+FAMILY: dict[str, str] = {"ntu": "ntu", "kinetics": "kinetics", "cpu": "ntu"}
 
 LOSS_NAMES = ("CE", "FL", "SMCE", "SMFL")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -59,10 +78,10 @@ class TrainConfig:
     """One training run. ``None`` = the preset's protocol value (see ``PROTOCOL``); ``resolve()`` fills it in."""
 
     preset: str = "ntu"  # ntu | kinetics | cpu: model preset (slnl.models.PRESETS) and protocol defaults
-    model: dict[str, Any] = field(default_factory=dict)  # overrides for slnl.models.build (transform, attention, m1, …)
+    model: dict[str, Any] = field(default_factory=dict)  # slnl.models.build overrides; no m1 = the split's adopted M1
     loss: str = "SMFL"  # CE | FL | SMCE | SMFL, applied to each head and summed (Eq. 21)
     gamma: float = 2.0  # focusing parameter γ (Eq. 18)
-    m: float = 0.4  # margin m (Eq. 13)
+    m: float | None = None  # margin m (Eq. 13); None = the split's adopted m (0.4 CS, 0.6 CV)
     data: str | None = None  # prepared store directory; None = the built-in synthetic store
     split: str | None = None  # store split (xsub, xview, xset, default); None = the preset's
     epochs: int | None = None
@@ -164,14 +183,24 @@ class TrainConfig:
             raise ValueError(f"weight_decay: expected >= 0, got {self.weight_decay!r}")
         if self.gamma < 0:
             raise ValueError(f"gamma: expected >= 0 (Eq. 18), got {self.gamma!r}")
+        if self.m is not None and (isinstance(self.m, bool) or not isinstance(self.m, (int, float)) or self.m < 0):
+            raise ValueError(f"m: expected a margin >= 0 (Eq. 13), got {self.m!r}")
+        if not isinstance(self.model, dict):
+            raise ValueError(f"model: expected a mapping of slnl.models.build overrides, got {self.model!r}")
 
     def resolve(self) -> "TrainConfig":
-        """Fill every ``None`` protocol field from ``PROTOCOL[preset]``; validate. Data-dependent parts (store path,
-        number of classes, …) are filled in by ``fit`` once the store is open."""
+        """Fill every ``None`` protocol field from ``PROTOCOL[preset]``, and m / ``model["m1"]`` when unset from the
+        split's adopted setting (module docstring); validate. Data-dependent parts (store path, number of classes, …)
+        are filled in by ``fit`` once the store is open. Idempotent: resolving a resolved config changes nothing."""
         self.validate()
         proto = PROTOCOL[self.preset]
         changes = {k: v for k, v in proto.items() if getattr(self, k) is None}
         cfg = self.replace(**changes, model=dict(self.model))
+        paper = adopted(cfg.split, FAMILY[cfg.preset])
+        if cfg.m is None:
+            cfg.m = paper["m"]
+        if "m1" not in cfg.model:
+            cfg.model["m1"] = 0 if cfg.model.get("affinity") == "Local" else paper["m1"]
         # the saved config names what was trained: CE/FL have no margin, CE/SMCE no focusing (slnl.losses.make_loss)
         if cfg.loss in ("CE", "FL"):
             cfg.m = 0.0
@@ -194,6 +223,23 @@ class TrainConfig:
         digest = hashlib.sha1(json.dumps(self.identity(), sort_keys=True, default=str).encode()).hexdigest()[:8]
         root = Path(os.environ.get("SLNL_RUNS_DIR", REPO_ROOT / "results" / "runs"))
         return root / f"{self.preset}-{self.split}-{self.loss}-seed{self.seed}-{digest}"
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` → ``cuda`` when CUDA is available, else ``cpu``; an explicit CUDA device must exist."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={name!r} but CUDA is not available in this torch build ({torch.__version__})")
+    return dev
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``"auto"`` → ``bf16`` on a CUDA device that supports it, else ``fp32`` (module docstring: why)."""
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    return precision
 
 
 def _plain(obj: Any) -> Any:
