@@ -124,6 +124,12 @@ def test_margin_free_losses_and_local_models_say_so():
     assert TrainConfig(split="CV", model={"affinity": "Local"}).resolve().model["m1"] == 0  # no SLnL block
 
 
+def test_a_model_too_shallow_for_the_adopted_m1_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"model.m1: the adopted M1 = 5 on split 'xsub' needs at least 5 blocks"):
+        TrainConfig(preset="cpu", model={"channels": [8, 8, 16]}).resolve()
+    assert TrainConfig(preset="cpu", model={"channels": [8, 8, 16], "m1": 2}).resolve().model["m1"] == 2
+
+
 def test_resolve_is_idempotent_and_rejects_a_negative_margin():
     cfg = TrainConfig(preset="cpu", split="CV").resolve()
     assert cfg.resolve() == cfg

@@ -17,21 +17,11 @@ key, a YAML field, ``--m`` / ``--m1``) wins. A local-only model (``affinity: Loc
 Precision (``precision="auto"``): bf16 autocast on a CUDA device that supports it, fp32 otherwise. bf16 is the
 default at paper scale because its tensor-core rate is what makes 300-epoch NTU runs affordable (an H200's dense bf16
 peak is about 15× its fp32 one, and PyTorch's flash attention kernel, the fused non-local's fastest, has no fp32
-variant: fp32 falls back to the memory-efficient kernel), and because autocast keeps in fp32 what bf16 would harm: parameters and Adam's state, batch norm,
-the losses (``slnl.losses`` leaves autocast), and the whole frequency attention — DFT, gates and inverse
-(``slnl.models.frequency``: in bf16 its round trip errs by ~5e-3). What runs in bf16 is the convolutions and the
-non-local projections and attention products (accumulated in fp32 by the kernels). ``precision="fp32"`` trains
-everything in fp32, the arithmetic of the paper's era.
-
-The ``cpu`` preset is the same protocol scaled down (a small model, few epochs, small batch) so that notebooks and
-tests finish on a laptop; its numbers are *not* the paper's.
-
-Batch size and world size: ``batch_size`` is the **global** batch (what the paper's 32 / 128 means). Under torchrun
-each of the ``W`` processes takes ``batch_size / W`` samples of the same global batch, and DDP averages the
-gradients, so the optimisation is the paper's whatever ``W`` is and ``lr`` needs no change. If you *do* scale the
-global batch (e.g. ``batch_size = 32 * W`` to keep per-GPU work constant), scale ``lr`` linearly with it (Goyal et
-al. 2017) and say so in the run's config. ``accum_steps`` splits each per-process batch further into micro-batches
-(gradient accumulation) for memory; note that BatchNorm then normalises over micro-batches.
+variant: fp32 falls back to the memory-efficient kernel), and because autocast keeps in fp32 what bf16 would harm:
+parameters and Adam's state, batch norm, the losses (``slnl.losses`` leaves autocast), and the whole frequency
+attention — DFT, gates and inverse (``slnl.models.frequency``: in bf16 its round trip errs by ~5e-3). What runs in
+bf16 is the convolutions and the non-local projections and attention products (accumulated in fp32 by the kernels).
+``precision="fp32"`` trains everything in fp32, the arithmetic of the paper's era.
 """
 from __future__ import annotations
 
@@ -201,6 +191,10 @@ class TrainConfig:
             cfg.m = paper["m"]
         if "m1" not in cfg.model:
             cfg.model["m1"] = 0 if cfg.model.get("affinity") == "Local" else paper["m1"]
+            depth = _depth(cfg.model.get("channels"))
+            if depth is not None and cfg.model["m1"] > depth:
+                raise ValueError(f"model.m1: the adopted M1 = {cfg.model['m1']} on split {cfg.split!r} needs at least "
+                                 f"{cfg.model['m1']} blocks but model.channels has {depth}; give model.m1 (--m1)")
         # the saved config names what was trained: CE/FL have no margin, CE/SMCE no focusing (slnl.losses.make_loss)
         if cfg.loss in ("CE", "FL"):
             cfg.m = 0.0
@@ -223,6 +217,13 @@ class TrainConfig:
         digest = hashlib.sha1(json.dumps(self.identity(), sort_keys=True, default=str).encode()).hexdigest()[:8]
         root = Path(os.environ.get("SLNL_RUNS_DIR", REPO_ROOT / "results" / "runs"))
         return root / f"{self.preset}-{self.split}-{self.loss}-seed{self.seed}-{digest}"
+
+
+def _depth(channels: Any) -> int | None:
+    """Number of blocks of a ``model.channels`` override (a list, a tuple, or one int = one block); None if unset."""
+    if channels is None:
+        return None
+    return len(channels) if isinstance(channels, (list, tuple)) else 1
 
 
 def resolve_device(name: str) -> torch.device:

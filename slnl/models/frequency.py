@@ -83,10 +83,10 @@ class FrequencyAttention(nn.Module):
       SE-Net (Hu et al. 2018) and the bottleneck of He et al. 2016 that the paper cites, both of which put a ReLU there
       (without it the two FCs collapse into one rank-(T'N'/λ) linear map). λ = 16 is SE-Net's default reduction.
     * none: identity.
-    * aFA ("built on frequency spectrum instead of sinusoidal and cosine components", §4.3): one gate pair computed
-      from the amplitude spectrum F_A = |F| and applied to it, ``F'_A = F_A ⊙ M_A``; the gated amplitude goes through
-      the inverse transform with the phase gone (zero phase). F'_A is real but not even in (u, v) (the gate need not
-      be), so ifft2(F'_A) is complex; like the other variants we return its real part,
+    * aFA ("built on frequency spectrum instead of sinusoidal and cosine components", §4.3): one gate (an FC pair)
+      computed from the amplitude spectrum F_A = |F| and applied to it, ``F'_A = F_A ⊙ M_A``; the gated amplitude
+      goes through the inverse transform with the phase gone (zero phase). F'_A is real but not even in (u, v) (the
+      gate need not be), so ifft2(F'_A) is complex; like the other variants we return its real part,
       ``y[t, n] = (1/(T'N')) Σ_{u,v} F'_A[u, v] cos(2π(ut/T' + vn/N'))``, which is the ifft2 of the Hermitian part
       ``(F'_A[u, v] + F'_A[−u, −v]) / 2``: a real signal symmetric about the origin, ``y[−t, −n] = y[t, n]``
       (indices mod T', N'). Since |F| does not change when x is shifted circularly in time or over joints, neither
@@ -94,7 +94,8 @@ class FrequencyAttention(nn.Module):
       aFA does harm (Table 5).
     * sFA: one FC pair shared by cos and sin, applied to each component. dFA: two independent FC pairs (Eq. 2 with
       i ∈ {cos, sin}). rFA: dFA plus the spatio-temporal residual of Eq. 5, ``X'' = X' + ifft2(F'_sin, F'_cos)``.
-      These three gate F_cos and F_sin and keep the phase; aFA, sFA and dFA return the inverse transform alone.
+      These three gate F_cos and F_sin, which carry the phase: where M_cos = M_sin the phase of a frequency passes
+      unchanged, and their output changes when x is shifted. aFA, sFA and dFA return the inverse transform alone.
 
     ``spectrum(x)`` gives the components a variant attends to — ``(F_A,)`` for aFA, ``(F_cos, F_sin)`` otherwise —
     and ``gates(*components)`` their gates (same arity), so that tests and analyses can inspect or fix them.

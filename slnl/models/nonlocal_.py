@@ -55,10 +55,10 @@ FUSED_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SD
 # Selective recomputation for the fused training path: keep what the attention kernel returns (its output and
 # log-sum-exp, which its backward needs), recompute the cheap q/k/v projection and layout views in backward. Without
 # it every module keeps q, k, v, the output and a channels-last copy of its input; with it, besides its input, only
-# the kernel's output and log-sum-exp, for the time of recomputing the projection. On CUDA the trade goes the other way: eager
-# checkpointing dispatches every op of the region through a Python policy, which a launch-bound GPU step feels, while
-# GPU memory is ample. Hence RECOMPUTE "auto": on for CPU tensors, off for CUDA; "always" / "never" force it
-# (results/bench/ has the measured memory and speed of both).
+# the kernel's output and log-sum-exp, for the time of recomputing the projection. On CUDA the trade goes the other
+# way: eager checkpointing dispatches every op of the region through a Python policy, which a launch-bound GPU step
+# feels, while GPU memory is ample. Hence RECOMPUTE "auto": on for CPU tensors, off for CUDA; "always" / "never"
+# force it (results/bench/ has the measured memory and speed of both).
 RECOMPUTE: tuple[str, ...] = ("auto", "always", "never")
 _SDPA_OPS = {
     getattr(torch.ops.aten, name).default
