@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from slnl.data import ntu
-from slnl.data.errors import DataFormatError
+from slnl.data.errors import DataFormatError, StoreExistsError
 from slnl.data.prepare import prepare_dataset
 from slnl.data.store import Store
 
@@ -136,7 +136,7 @@ def test_actor_rule_short_third_reidentified_and_empty_frames(tmp_path):
     short = np.arange(10, 18)  # 8 frames: noise
     third = np.arange(40, 60)  # a third simultaneous person, least motion: dropped
     bodies = [("1", a1, pose(rng, 0.5, len(a1))), ("2", b, pose(rng, 0.2, len(b))),
-              ("3", short, pose(rng, 3.0, len(short))), ("4", a2, pose(rng, 0.5, len(a2))),
+              ("3", short, pose(rng, 1.5, len(short))), ("4", a2, pose(rng, 0.5, len(a2))),
               ("5", third, pose(rng, 0.01, len(third)))]
     p = write(tmp_path / "S001C001P001R001A001.skeleton", n, bodies)
     x, info = ntu.load_clip(p)
@@ -269,7 +269,7 @@ def test_resume_after_interrupt_and_parallel_equals_serial(tmp_path, monkeypatch
     raw.mkdir()
     for a in range(1, 7):
         (raw / f"S001C00{1 + a % 3}P00{a}R001A00{a}.skeleton").write_text(good_text(frames=15 + a))
-    from slnl.data import prepare as prep
+    from slnl.data import pipeline as prep
 
     real, calls = prep._parse_chunk, []
 
@@ -283,7 +283,7 @@ def test_resume_after_interrupt_and_parallel_equals_serial(tmp_path, monkeypatch
     with pytest.raises(KeyboardInterrupt):
         prepare_dataset("ntu60", raw, tmp_path / "st", workers=1, chunk_size=2, progress=False, quiet=True)
     assert not (tmp_path / "st" / "meta.json").exists()
-    assert len(list((tmp_path / "st" / ".prepare_cache").glob("chunk*.npz"))) == 2
+    assert len(list((tmp_path / "st" / ".prepare" / "cache").glob("chunk*.npz"))) == 2
     calls.clear()
     logs = []
     prep.run_plan(ntu.plan("ntu60", raw), tmp_path / "st", workers=1, chunk_size=2, progress=False, log=logs.append)
@@ -293,10 +293,10 @@ def test_resume_after_interrupt_and_parallel_equals_serial(tmp_path, monkeypatch
     prepare_dataset("ntu60", raw, tmp_path / "st2", workers=2, chunk_size=2, progress=False, quiet=True)
     a, b = Store(tmp_path / "st"), Store(tmp_path / "st2")
     assert a.names == b.names and np.array_equal(a.x, b.x) and np.array_equal(a.num_frames, b.num_frames)
-    # re-running on a finished store does nothing
-    logs.clear()
-    prep.run_plan(ntu.plan("ntu60", raw), tmp_path / "st", chunk_size=2, progress=False, log=logs.append)
-    assert "nothing to do" in logs[0]
+    assert not (tmp_path / "st" / ".prepare").exists()  # the cache goes once the store is installed
+    # re-running on a finished store is refused (no --force), and touches nothing
+    with pytest.raises(StoreExistsError, match="already holds a ntu60 store"):
+        prep.run_plan(ntu.plan("ntu60", raw), tmp_path / "st", chunk_size=2, progress=False, log=logs.append)
 
 
 def test_cli_summary_is_actionable(tmp_path, capsys):

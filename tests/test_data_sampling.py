@@ -5,8 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from slnl.data import load
-from slnl.data.sampling import (EpochSampler, GPUResidentLoader, crop_windows, epoch_order, hash_uniform,
-                                resize_positions)
+from slnl.data.sampling import GPUResidentLoader, crop_windows, epoch_order, hash_uniform, resize_positions
 
 
 @pytest.fixture(scope="module")
@@ -34,13 +33,6 @@ def test_epoch_order_is_a_pure_permutation():
     assert sorted(a.tolist()) == list(range(100))
     assert np.array_equal(a, epoch_order(100, 3, 5))
     assert not np.array_equal(a, epoch_order(100, 3, 6)) and not np.array_equal(a, epoch_order(100, 4, 5))
-    s = EpochSampler(100, seed=3)
-    s.set_epoch(5)
-    assert list(s) == a.tolist()
-    halves = [EpochSampler(100, seed=3, rank=r, world_size=2) for r in (0, 1)]
-    for h in halves:
-        h.set_epoch(5)
-    assert sorted(list(halves[0]) + list(halves[1])) == list(range(100)) and list(halves[1]) == a[1::2].tolist()
 
 
 def test_hash_uniform_range_and_independence():
@@ -117,9 +109,7 @@ def test_gpu_resident_loader_equals_cpu_path(store):
         for epoch in (0, 1):
             ds.set_epoch(epoch)
             gl.set_epoch(epoch)
-            sampler = EpochSampler(len(ds), seed=11)
-            sampler.set_epoch(epoch)
-            cpu = torch.utils.data.DataLoader(ds, batch_size=7, sampler=sampler)
+            cpu = torch.utils.data.DataLoader(ds, batch_size=7, sampler=epoch_order(len(ds), 11, epoch).tolist())
             n = 0
             for (xg, yg), (xc, yc) in zip(gl, cpu, strict=True):
                 assert torch.equal(xg, xc) and torch.equal(yg, yc)  # bit-identical in float32

@@ -1,11 +1,15 @@
-"""§4.1 data: raw datasets → prepared stores → batches.
+"""§4.1 data: sources → prepared stores → batches.
 
-``prepare_dataset(name, raw, out)`` (also ``slnl prepare``) turns a download into a store; ``load(store, split,
-subset, T)`` opens one split as a torch Dataset; ``GPUResidentLoader`` serves a whole split from the device;
-``epoch_order`` is the one shuffle; ``synthetic.ensure_default()`` gives a fresh machine a real dataset.
+``prepare_dataset(format, raw, out)`` (also ``slnl prepare``) turns a download — or another codebase's files
+(CTR-GCN's ``.npz``, PYSKL's ``.pkl``) — into a store; ``load(store, split, subset, T)`` opens one split as a torch
+Dataset; ``GPUResidentLoader`` serves a whole split from the device; ``epoch_order`` is the one shuffle;
+``fingerprint`` / ``check_fingerprint`` tell whether a store is the one a run used; ``synthetic.ensure_default()``
+gives a fresh machine a real dataset. ``DATASETS`` names what a store can hold, ``FORMATS`` what ``prepare`` reads.
 
-Attributes are imported lazily so that parser worker processes (which import ``slnl.data.ntu`` etc.) never pay for,
-or inherit threads from, torch.
+Module graph (no cycles): ``errors`` ← ``store`` ← ``pipeline`` ← the format modules (``ntu``, ``kinetics``,
+``msr3d``, ``ctrgcn``, ``pyskl``, ``npz``, ``synthetic``) ← ``prepare``; ``sampling`` (torch) ← ``store``.
+
+Attributes are imported lazily so that ``slnl --help`` and parser worker processes never pay for torch.
 """
 from __future__ import annotations
 
@@ -13,17 +17,21 @@ import importlib
 from typing import Any
 
 _LAZY = {
-    "load": "store", "Store": "store", "canonical_split": "store",
-    "SkeletonDataset": "sampling", "GPUResidentLoader": "sampling", "EpochSampler": "sampling",
-    "epoch_order": "sampling", "crop_windows": "sampling", "resize_positions": "sampling",
-    "prepare_dataset": "prepare", "DataFormatError": "errors",
+    "Store": "store", "canonical_split": "store", "read_meta": "store", "split_names": "store",
+    "fingerprint": "store", "check_fingerprint": "store", "DATASETS": "store",
+    "load": "sampling", "SkeletonDataset": "sampling", "GPUResidentLoader": "sampling", "epoch_order": "sampling",
+    "crop_windows": "sampling", "resize_positions": "sampling",
+    "prepare_dataset": "prepare", "FORMATS": "prepare",
+    "DataFormatError": "errors", "StoreError": "errors", "StoreChangedError": "errors", "StoreExistsError": "errors",
 }
-__all__ = sorted(_LAZY) + ["ntu", "kinetics", "msr3d", "npz", "synthetic", "store", "sampling", "prepare"]
+_MODULES = ("ntu", "kinetics", "msr3d", "ctrgcn", "pyskl", "npz", "synthetic", "store", "sampling", "pipeline",
+            "prepare", "errors")
+__all__ = sorted(_LAZY) + list(_MODULES)
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    if name in ("ntu", "kinetics", "msr3d", "npz", "synthetic", "store", "sampling", "prepare", "errors"):
+    if name in _MODULES:
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,5 @@
-"""One exception for every malformed input: which file, where in it, what was expected, what was found."""
+"""The data package's exceptions: a malformed input (which file, where, what was expected, what was found) and a
+store that is not the one a caller expects (already there, changed, or without an identity)."""
 from __future__ import annotations
 
 import os
@@ -7,9 +8,10 @@ import os
 class DataFormatError(ValueError):
     """A raw file does not follow its format.
 
-    ``where`` is a 1-based line number for text formats (``int``) or a JSON path such as ``data[3].skeleton[1].pose``
-    (``str``); ``None`` when the problem concerns the whole file (e.g. "no body in any frame"). In bulk preparation
-    the same four fields become one row of the store's ``rejects.tsv``.
+    ``where`` is a 1-based line number for text formats (``int``) or a location such as a JSON path
+    (``data[3].skeleton[1].pose``) or an array element (``x_train[12], frame 4``) (``str``); ``None`` when the
+    problem concerns the whole file (e.g. "no body in any frame"). In bulk preparation the same four fields become one
+    row of the store's ``rejects.tsv``.
     """
 
     def __init__(self, file: str | os.PathLike, where: int | str | None, expected: str, found: str):
@@ -30,6 +32,22 @@ class DataFormatError(ValueError):
 
     def __reduce__(self):  # picklable across worker processes with its fields intact
         return (type(self), (self.file, self.where, self.expected, self.found))
+
+
+class StoreError(ValueError):
+    """A prepared store is not what the caller needs; the message is one line saying what to do.
+
+    A ``ValueError``: the store directory passed in is an unacceptable argument, so every command line that reports
+    bad arguments as one line (``slnl prepare``, ``slnl train/eval``) reports this one too.
+    """
+
+
+class StoreExistsError(StoreError):
+    """``prepare`` was pointed at a directory that already holds a complete store, without ``force``."""
+
+
+class StoreChangedError(StoreError):
+    """A store's content fingerprint differs from the one a run (or a result) recorded: it is other data."""
 
 
 def short(text: str, n: int = 60) -> str:

@@ -21,9 +21,16 @@ Rules (ST-GCN's feeder, ``feeder_kinetics.py``, made explicit):
 * channels are x, y as released (not re-centred) and the joint score; undetected joints are (0, 0, 0) as in the file.
 * clips with ``has_skeleton: false`` are left out by the plan and counted; a clip whose frames hold no person at all
   is rejected.
+
+Plausibility (``BOUNDS``): ``x``, ``y`` are OpenPose pixel coordinates divided by the frame's width and height, so a
+detected joint lies in [0, 1]; OpenPose places a few joints just past the border (the shared real clip reaches
+1.011), hence the accepted range is half a frame beyond either edge, [-0.5, 1.5]. ``score`` is OpenPose's
+confidence, a heatmap peak in [0, 1] that is not clipped, accepted in [0, 1.5]. Anything else (``1e30``, NaN)
+rejects the clip, naming the JSON path and the value.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -32,9 +39,12 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataFormatError, short
+from .pipeline import Bounds, Item, Plan, Reject
 
 NUM_JOINTS = 18
 MAX_FRAMES = 300
+BOUNDS = Bounds(("x", "y", "score"), (-0.5, -0.5, 0.0), (1.5, 1.5, 1.5),
+                "x, y: fraction of the frame's width and height; score: OpenPose confidence")
 JOINT_NAMES = ["nose", "neck", "right shoulder", "right elbow", "right wrist", "left shoulder", "left elbow",
                "left wrist", "right hip", "right knee", "right ankle", "left hip", "left knee", "left ankle",
                "right eye", "left eye", "right ear", "left ear"]  # OpenPose COCO-18 order
@@ -91,6 +101,7 @@ def read_clip(path: str | os.PathLike, strict: bool = True, max_persons: int = 2
         raise DataFormatError(path, "data", "a list of frames", type(data).__name__)
     frames: dict[int, list[tuple[float, int, np.ndarray, np.ndarray]]] = {}
     more, dropped = 0, 0
+    seen: list[tuple[str, np.ndarray, np.ndarray]] = []  # every person of every frame, for one vectorised check
     for i, fr in enumerate(data):
         w = f"data[{i}]"
         if not isinstance(fr, dict) or "frame_index" not in fr or "skeleton" not in fr:
@@ -111,10 +122,12 @@ def read_clip(path: str | os.PathLike, strict: bool = True, max_persons: int = 2
             pose = _numbers(path, f"{wp}.pose", p["pose"], 2 * NUM_JOINTS)
             score = _numbers(path, f"{wp}.score", p["score"], NUM_JOINTS)
             persons.append((float(score.sum()), m, pose, score))
+            seen.append((wp, pose, score))
         if len(persons) > max_persons:
             more += 1
             dropped += len(persons) - max_persons
         frames[fi] = sorted(persons, key=lambda t: (-t[0], t[1]))[:max_persons]
+    _check_bounds(path, seen)
     with_person = [fi for fi, ps in frames.items() if ps]
     if not with_person:
         raise DataFormatError(path, "data", "at least one person in some frame",
@@ -143,6 +156,21 @@ def read_clip(path: str | os.PathLike, strict: bool = True, max_persons: int = 2
     return x, info
 
 
+def _check_bounds(path: str, seen: list[tuple[str, np.ndarray, np.ndarray]]) -> None:
+    """``BOUNDS`` over every person of the file (kept or not), naming the JSON path of the first bad value."""
+    if not seen:
+        return
+    pose = np.stack([p for _, p, _ in seen])  # (P, 36): x0 y0 x1 y1 ...
+    score = np.stack([s for _, _, s in seen])  # (P, 18)
+    xys = np.stack([pose[:, 0::2], pose[:, 1::2], score], axis=2).reshape(-1, 3)  # rows (person, joint)
+
+    def where(i: int, c: int) -> str:
+        k, v = divmod(i, NUM_JOINTS)
+        return f"{seen[k][0]}.pose[{2 * v + c}]" if c < 2 else f"{seen[k][0]}.score[{v}]"
+
+    BOUNDS.check(xys, path, where)
+
+
 def read_label_names(path: str | os.PathLike) -> list[str]:
     """label_name.txt: line k+1 is the name of class k."""
     names = [line.strip() for line in Path(path).read_text().splitlines()]
@@ -169,8 +197,6 @@ def _read_index(path: Path) -> dict[str, dict]:
 
 def plan(raw: str | os.PathLike, label_names: str | os.PathLike | None = None, max_frames: int = MAX_FRAMES):
     """The bulk plan for ST-GCN's Kinetics-skeleton release (split ``default``: train = kinetics_train, test = val)."""
-    from .prepare import Item, Plan, Reject
-
     raw = Path(raw)
     items, skipped, notes = [], [], []
     indices = {}
@@ -215,9 +241,9 @@ def plan(raw: str | os.PathLike, label_names: str | os.PathLike | None = None, m
     if not items:
         raise FileNotFoundError(f"--raw {raw}: no clip with has_skeleton true was found")
     return Plan(
-        dataset="kinetics", items=items, skipped=skipped,
-        loader=("slnl.data.kinetics", "read_clip", {"max_frames": max_frames}), shape=(3, NUM_JOINTS, 2),
-        class_names=class_names, splits=("default",), max_frames=max_frames,
+        format="kinetics", dataset="kinetics", items=items, skipped=skipped,
+        loader=functools.partial(read_clip, max_frames=max_frames), shape=(3, NUM_JOINTS, 2),
+        class_names=class_names, splits=("default",), max_frames=max_frames, bounds=BOUNDS,
         options={"dataset": "kinetics", "raw": str(raw.resolve()), "label_names": str(label_names) if label_names
                  else None, "max_frames": max_frames, "persons": "top-2 by summed joint score per frame",
                  "empty_frames": "kept as zeros"},

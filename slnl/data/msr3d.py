@@ -8,6 +8,11 @@ Each line is ``x y z c`` (real-world coordinates and a confidence ``c``), 20 lin
   column is discarded (C = 3, M = 1);
 * split ``xsub``: subjects 1, 3, 5, 7, 9 train, 2, 4, 6, 8, 10 test, all 20 classes (Li et al. 2010's cross-subject
   protocol as used by Wang et al. 2012).
+
+Plausibility (``BOUNDS``): x, y, z are Kinect (v1) real-world coordinates in metres — across the 567 shared real
+files x lies in [-1.05, 0.87], y in [-1.88, 1.15], z in [0, 3.88] (z = 0 in drop-out frames). The accepted range is
+±10 m, beyond anything the sensor (depth range about 0.8–4 m) can report; a value outside it, or NaN, rejects the
+file, naming its line and value. The ``c`` column is only required to be finite.
 """
 from __future__ import annotations
 
@@ -18,8 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataFormatError, short
+from .pipeline import Bounds, Item, Plan, Reject, read_name_list
 
 NUM_JOINTS = 20
+BOUNDS = Bounds(("x", "y", "z"), (-10.0,) * 3, (10.0,) * 3, "metres, Kinect real-world coordinates")
 CLASS_NAMES = ["high arm wave", "horizontal arm wave", "hammer", "hand catch", "forward punch", "high throw",
                "draw x", "draw tick", "draw circle", "hand clap", "two hand wave", "side-boxing", "bend",
                "forward kick", "side kick", "jogging", "tennis swing", "tennis serve", "golf swing",
@@ -77,6 +84,7 @@ def read_sequence(path: str | os.PathLike, strict: bool = True) -> tuple[np.ndar
     if bad.any():
         i, k = np.argwhere(bad)[0]
         raise DataFormatError(path, int(i) + 1, f"a finite number for value {k + 1} of 4", lines[i].split()[k])
+    BOUNDS.check(vals[:, :3], path, lambda i, _: i + 1)
     if len(vals) % NUM_JOINTS:
         raise DataFormatError(path, len(lines), f"a multiple of {NUM_JOINTS} lines ({NUM_JOINTS} joints per frame)",
                               f"{len(lines)} lines (the last frame has {len(lines) % NUM_JOINTS} joints)")
@@ -91,9 +99,6 @@ def read_sequence(path: str | os.PathLike, strict: bool = True) -> tuple[np.ndar
 
 def plan(raw: str | os.PathLike, used_list: str | os.PathLike | None = None):
     """The bulk plan: the standard 557 sequences, 20 classes, split ``xsub`` (odd subjects train)."""
-    from .ntu import read_name_list
-    from .prepare import Item, Plan, Reject
-
     raw = Path(raw)
     if not raw.is_dir():
         raise FileNotFoundError(f"--raw {raw}: not a directory")
@@ -123,8 +128,8 @@ def plan(raw: str | os.PathLike, used_list: str | os.PathLike | None = None):
     if len(used) != len(set(used)):
         notes.append(f"{len(used) - len(set(used))} duplicate name(s) in {used_list}")
     return Plan(
-        dataset="msr3d", items=items, skipped=skipped, loader=("slnl.data.msr3d", "read_sequence", {}),
-        shape=(3, NUM_JOINTS, 1), class_names=CLASS_NAMES, splits=("xsub",), max_frames=None,
+        format="msr3d", dataset="msr3d", items=items, skipped=skipped, loader=read_sequence,
+        shape=(3, NUM_JOINTS, 1), class_names=CLASS_NAMES, splits=("xsub",), max_frames=None, bounds=BOUNDS,
         options={"dataset": "msr3d", "raw": str(raw.resolve()), "used_list": str(used_list),
                  "zero_frames": "dropped", "channels": "x y z (c dropped)"},
         extra_meta={"channels": ["x", "y", "z"], "joint_names": JOINT_NAMES, "fps": 15},

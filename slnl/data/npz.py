@@ -19,14 +19,14 @@ DIR``. Each clip must have a non-zero value somewhere in its valid frames (an al
 from __future__ import annotations
 
 import os
-import time
 import zipfile
 from pathlib import Path
-from typing import Any, Callable
 
 import numpy as np
 
 from .errors import DataFormatError
+from .pipeline import Item, Plan
+from .store import split_order
 
 REQUIRED = ("x", "labels", "num_frames", "names", "class_names")
 OPTIONAL = ("joint_names", "bones")
@@ -56,8 +56,11 @@ def _open(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], list[str]]:
 def check(path: str | os.PathLike) -> list[str]:
     """Every problem of the .npz at ``path`` as a sentence naming the array and what was expected; [] when valid."""
     a, problems = _open(path)
-    if not a and problems:
-        return problems
+    return problems if not a and problems else _problems(a, problems)
+
+
+def _problems(a: dict[str, np.ndarray], problems: list[str]) -> list[str]:
+    """``problems`` extended with every problem of the arrays ``a`` (``check``'s work once the file is open)."""
     for k in REQUIRED:
         if k not in a and not any(p.startswith(f"{k}:") for p in problems):
             problems.append(f"{k}: missing (required: {', '.join(REQUIRED)} and one <split>_train/<split>_test pair)")
@@ -153,65 +156,41 @@ def check(path: str | os.PathLike) -> list[str]:
     return problems
 
 
-def convert(raw: str | os.PathLike, out: str | os.PathLike, log: Callable[[str], None] = print,
-            **options: Any) -> dict[str, Any]:
-    """Validate ``raw`` (see ``check``) and write it as a store in ``out``; raises on the first of its problems."""
-    from slnl.utils import atomic_write_json, atomic_write_text, git_commit, software_versions
+class _Rows:
+    """The loader of a plan: row ``row`` of ``x`` cut to its valid frames (the arrays are already in memory)."""
 
-    from .store import split_counts
+    def __init__(self, x: np.ndarray, num_frames: np.ndarray):
+        self.x, self.num_frames = x, num_frames
 
-    if options:
-        raise TypeError(f"prepare npz: unknown option(s) {', '.join(options)}")
-    t0 = time.time()
-    problems = check(raw)
+    def __call__(self, path: str, row: int) -> tuple[np.ndarray, dict]:
+        return self.x[row, :, : int(self.num_frames[row])], {}
+
+
+def plan(raw: str | os.PathLike) -> Plan:
+    """Validate ``raw`` (see ``check``; the first problem raises ``DataFormatError``) and plan its rows as records.
+
+    The checks are those of every format (``slnl.data.pipeline.check_clip``) except the plausibility bound: slnl
+    cannot know the units of your data, so only finite values are required.
+    """
+    a, problems = _open(raw)
+    problems = problems if not a and problems else _problems(a, problems)
     if problems:
         more = f" (and {len(problems) - 1} more; run `slnl prepare npz --check {raw}`)" if len(problems) > 1 else ""
         raise DataFormatError(raw, problems[0].split(":", 1)[0], "a valid slnl .npz (see slnl/data/npz.py)",
                               problems[0].split(": ", 1)[-1] + more)
-    a, _ = _open(raw)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    if (out / "meta.json").exists():
-        (out / "meta.json").unlink()
     x = a["x"]
     N, C, T, V, M = x.shape
-    nf = a["num_frames"].astype(np.int64)
-    T_max = int(nf.max())
-    mm = np.lib.format.open_memmap(out / "x.npy", mode="w+", dtype=np.float32, shape=(N, C, T_max, V, M))
-    for i in range(0, N, 1024):
-        mm[i : i + 1024] = x[i : i + 1024, :, :T_max]
-    mm.flush()
-    del mm
-    np.save(out / "labels.npy", a["labels"].astype(np.int64))
-    np.save(out / "num_frames.npy", nf)
-    splits = {k: a[k] for k in a if k.endswith(("_train", "_test"))}
-    np.savez(out / "splits.npz", **splits)
-    atomic_write_text(out / "rejects.tsv", "name\tfile\tstatus\treason\twhere\texpected\tfound\n")
-    counts = split_counts(splits)
-    split_names = sorted(counts)
-    summary = {"files": 1, "kept": N, "rejected": 0, "skipped": 0, "missing_listed": 0,
-               "per_split": {s: {sub: {"kept": counts[s].get(sub, 0), "rejected": 0, "skipped": 0,
-                                       "missing-listed": 0} for sub in ("train", "test")} for s in split_names},
-               "truncated_to_max_frames": 0,
-               "frames": {"min": int(nf.min()), "mean": float(nf.mean()), "max": int(nf.max())}, "notes": [],
-               "rejects_file": str(out / "rejects.tsv"), "parse_seconds": 0.0,
-               "total_seconds": round(time.time() - t0, 2), "files_per_second": None}
-    meta = {
-        "format": 1, "dataset": Path(raw).stem,
-        "layout": "x: (N, C, T_max, V, M) float32; frames >= num_frames are zero padding",
-        "shape": {"N": N, "C": C, "T_max": T_max, "V": V, "M": M},
-        "class_names": a["class_names"].tolist(), "num_classes": len(a["class_names"]),
-        "splits": split_names, "counts": counts, "names": a["names"].tolist(),
-        "joint_names": a["joint_names"].tolist() if "joint_names" in a else None,
-        "bones": a["bones"].tolist() if "bones" in a else None,
-        "summary": summary,
-        "provenance": {"fingerprint": None, "software": software_versions(), "git_commit": git_commit(),
-                       "options": {"dataset": "npz", "raw": str(Path(raw).resolve())},
-                       "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host_cpus": os.cpu_count()},
-        "complete": True,
-    }
-    atomic_write_json(out / "meta.json", meta)
-    from .prepare import format_summary
-
-    log(format_summary(summary, f"npz {raw}", out))
-    return summary
+    splits = tuple(split_order({k.rsplit("_", 1)[0] for k in a if k.endswith(("_train", "_test"))}))
+    items = []
+    for i, (name, label) in enumerate(zip(a["names"].tolist(), a["labels"].tolist())):
+        member = {s: True if a[f"{s}_train"][i] else False if a[f"{s}_test"][i] else None for s in splits}
+        items.append(Item(name=name, path=str(raw), label=int(label), member=member, kwargs={"row": i},
+                          where=f"x[{i}]"))
+    return Plan(
+        format="npz", dataset=Path(raw).stem, items=items, skipped=[], loader=_Rows(x, a["num_frames"]),
+        shape=(C, V, M), class_names=a["class_names"].tolist(), splits=splits, max_frames=None,
+        options={"dataset": "npz", "raw": str(Path(raw).resolve())}, bounds=None,
+        extra_meta={"joint_names": a["joint_names"].tolist() if "joint_names" in a else None,
+                    "bones": a["bones"].tolist() if "bones" in a else None},
+        in_process=True,
+    )

@@ -31,9 +31,15 @@ release, as refined in the preprocessing shipped with 2s-AGCN / CTR-GCN):
 
 A file whose bodies never appear in any frame is the official "missing skeleton" case and is rejected with a
 ``DataFormatError``.
+
+Plausibility (``BOUNDS``): x, y, z are metres in Kinect v2 camera space. The sensor sees 0.5–4.5 m deep (its
+skeleton tracking gives up before 8 m, where the 70° × 60° field of view spans about ±5.6 m across), so every
+coordinate of a real file lies within ±10 m (the five shared real files: |x| ≤ 0.92, |y| ≤ 1.03, z ≤ 4.13). A value
+outside ±10 m — ``1e30``, ``-3e38``, the debris of a corrupted write — rejects the file, naming its line and value.
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass, field
@@ -43,12 +49,14 @@ from typing import Sequence
 import numpy as np
 
 from .errors import DataFormatError, short
+from .pipeline import Bounds, Item, Plan, Reject, read_name_list
 
 NUM_JOINTS = 25
 JOINT_VALUES = 12
 BODY_INFO_VALUES = 10
 MIN_BODY_FRAMES = 12  # bodies present in <= 11 frames are noise (step 2 above)
 MAX_FRAMES = 300
+BOUNDS = Bounds(("x", "y", "z"), (-10.0,) * 3, (10.0,) * 3, "metres, Kinect v2 camera space")
 
 # 1-based NTU joint numbering, as in the dataset's documentation.
 JOINT_NAMES = [
@@ -278,6 +286,7 @@ def _floats(path: str, rows: list[str], line_idx: list[int]) -> np.ndarray:
         r, k = np.argwhere(bad)[0]
         raise DataFormatError(path, line_idx[r] + 1, f"a finite number for joint value {k + 1} of {JOINT_VALUES}",
                               short(rows[r].split()[k]))
+    BOUNDS.check(vals[:, :3], path, lambda r, _: line_idx[r] + 1)
     return vals
 
 
@@ -336,16 +345,6 @@ def load_clip(path: str | os.PathLike, strict: bool = True, max_frames: int = MA
 
 
 # ---------------------------------------------------------------------------------------------------------- plan
-def read_name_list(path: str | os.PathLike) -> list[str]:
-    """Sample names, one per line (blank lines and ``#`` comments ignored; a ``.skeleton`` suffix is stripped)."""
-    out = []
-    for line in Path(path).read_text().splitlines():
-        s = line.split("#", 1)[0].strip()
-        if s:
-            out.append(s.split(".")[0])
-    return out
-
-
 def plan(dataset: str, raw: str | os.PathLike, missing_list: str | os.PathLike | None = None,
          max_frames: int = MAX_FRAMES, class_names: list[str] | None = None, store_dataset: str | None = None):
     """The bulk-preparation plan for NTU-60/120 from a directory of ``.skeleton`` files (searched recursively).
@@ -355,8 +354,6 @@ def plan(dataset: str, raw: str | os.PathLike, missing_list: str | os.PathLike |
     and every disagreement between the list and the files is reported (a listed file that holds a skeleton; an
     unlisted file with no body; listed names absent from ``raw``).
     """
-    from .prepare import Item, Plan, Reject
-
     if dataset not in SPLITS:
         raise ValueError(f"unknown NTU dataset {dataset!r}; expected ntu60 or ntu120")
     raw = Path(raw)
@@ -384,7 +381,8 @@ def plan(dataset: str, raw: str | os.PathLike, missing_list: str | os.PathLike |
             skipped.append(Reject(name, str(p), "skipped", f"duplicate of {seen[name]}", member))
             continue
         seen[name] = str(p)
-        items.append(_item(name, str(p), f["action"] - 1, member, name in missing))
+        items.append(Item(name=name, path=str(p), label=f["action"] - 1, member=member,
+                          listed_missing=name in missing))
     notes = []
     if missing_list:
         absent = sorted(missing - set(seen))
@@ -395,19 +393,13 @@ def plan(dataset: str, raw: str | os.PathLike, missing_list: str | os.PathLike |
                else None, "max_frames": max_frames, "actor_rule": f"drop bodies in <= {MIN_BODY_FRAMES - 1} frames, "
                "rank by motion, merge non-overlapping, keep 2", "empty_frames": "dropped"}
     return Plan(
-        dataset=store_dataset or dataset, items=items, skipped=skipped,
-        loader=("slnl.data.ntu", "load_clip", {"max_frames": max_frames}), shape=(3, NUM_JOINTS, 2),
+        format=store_dataset or dataset, dataset=store_dataset or dataset, items=items, skipped=skipped,
+        loader=functools.partial(load_clip, max_frames=max_frames), shape=(3, NUM_JOINTS, 2),
         class_names=class_names or (NTU60_CLASSES if dataset == "ntu60" else NTU120_CLASSES),
-        splits=SPLITS[dataset], max_frames=max_frames, options=options,
+        splits=SPLITS[dataset], max_frames=max_frames, options=options, bounds=BOUNDS,
         extra_meta={"channels": ["x", "y", "z"], "joint_names": JOINT_NAMES, "bones": BONES, "fps": 30},
         notes=notes,
     )
-
-
-def _item(name, path, label, member, listed):
-    from .prepare import Item
-
-    return Item(name=name, path=path, label=label, member=member, listed_missing=listed)
 
 
 # ---------------------------------------------------------------------------------------------------------- writing

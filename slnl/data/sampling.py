@@ -17,18 +17,21 @@ Determinism. ``r`` and ``u`` are a pure function of ``(seed, epoch, sample)`` wh
 the store (not its position in a split or a batch): a counter-based hash (SplitMix64) of the four integers
 ``(seed, epoch, row, stream)`` mapped to ``[0, 1)``. No random state is carried from one sample to the next, so the CPU
 dataset (any number of DataLoader workers, any batch order), the GPU-resident loader and a resumed run all see the
-same crops. The shuffle order is ``epoch_order(n, seed, epoch)``, the one function used by ``EpochSampler`` (CPU
-path, and the engine's sampler), and by ``GPUResidentLoader``.
+same crops. The shuffle order is ``epoch_order(n, seed, epoch)``, the one function the engine (which splits each
+step's positions among ranks itself) and ``GPUResidentLoader`` use.
 
 Velocity is *not* computed here: the model computes it from positions (``slnl.models.transform.velocity``), so the
 data pipeline never has to agree with the model on how velocity frames are aligned.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 import torch
+
+from .store import Store
 
 TRAIN_RATIO = (0.5, 1.0)  # §4.1: training crop ratio ~ U[0.5, 1]
 TEST_RATIO = 0.95  # §4.1: central crop ratio at inference
@@ -59,8 +62,8 @@ def hash_uniform(seed: int, epoch: int, index: np.ndarray | Sequence[int] | int,
 def epoch_order(n: int, seed: int = 0, epoch: int = 0) -> np.ndarray:
     """The shuffled order of ``n`` samples for one epoch: a pure function of ``(seed, epoch)``.
 
-    The single definition of "shuffle" in slnl: ``EpochSampler`` (CPU DataLoader, the engine), ``GPUResidentLoader``
-    and a resumed run all call this, so they visit samples in the same order.
+    The single definition of "shuffle" in slnl: the engine (CPU DataLoader positions), ``GPUResidentLoader`` and a
+    resumed run all call this, so they visit samples in the same order.
     """
     if seed < 0 or epoch < 0:
         raise ValueError(f"epoch_order: seed and epoch must be >= 0, got seed={seed}, epoch={epoch}")
@@ -172,8 +175,6 @@ class SkeletonDataset(torch.utils.data.Dataset):
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         if self.x is None:
-            from pathlib import Path
-
             self.x = np.load(Path(self.store_dir) / "x.npy", mmap_mode="r")
 
     def crop(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -201,29 +202,26 @@ class SkeletonDataset(torch.utils.data.Dataset):
                 f"T={self.T}, train={self.train}, x={tuple(self.x.shape)})")
 
 
-class EpochSampler(torch.utils.data.Sampler[int]):
-    """DataLoader sampler visiting ``epoch_order(n, seed, epoch)`` (or ``0..n-1`` without shuffle).
+def load(
+    store_dir: str | Path,
+    split: str = "xsub",
+    subset: str = "train",
+    T: int = 64,
+    train: bool | None = None,
+    seed: int = 0,
+) -> SkeletonDataset:
+    """One split/subset of a prepared store as a ``SkeletonDataset``.
 
-    With ``world_size > 1`` each rank takes every ``world_size``-th position of the same order (rank ``r`` gets
-    ``order[r::world_size]``).
+    ``train`` (default ``subset == "train"``) selects the random crop (ratio ~ U[0.5, 1]) vs. the central crop (0.95)
+    of §4.1; every crop is resized to ``T`` frames. Crops are a pure function of ``(seed, epoch, store row)``.
     """
-
-    def __init__(self, n: int, seed: int = 0, shuffle: bool = True, rank: int = 0, world_size: int = 1):
-        self.n, self.seed, self.shuffle, self.rank, self.world_size = int(n), int(seed), shuffle, rank, world_size
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def order(self) -> np.ndarray:
-        o = epoch_order(self.n, self.seed, self.epoch) if self.shuffle else np.arange(self.n, dtype=np.int64)
-        return o[self.rank :: self.world_size]
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.order().tolist())
-
-    def __len__(self) -> int:
-        return len(range(self.rank, self.n, self.world_size))
+    st = Store(store_dir)
+    rows = st.rows(split, subset)
+    return SkeletonDataset(
+        x=st.x, labels=st.labels, num_frames=st.num_frames, names=st.names, indices=rows,
+        class_names=st.class_names, T=T, train=(subset == "train") if train is None else train, seed=seed,
+        meta=st.meta, store_dir=str(st.root),
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------- GPU
@@ -234,7 +232,7 @@ class GPUResidentLoader:
     batch's frames are one gather. Crop windows and resize weights come from the same functions as the CPU dataset,
     computed on the host in float64 and applied on the device in float32 (then cast to ``dtype``): in float32 on CPU
     the batches equal ``SkeletonDataset``'s exactly. Crops use ``dataset.seed`` and ``dataset.train``; the shuffle
-    uses ``seed`` via ``epoch_order`` (same as ``EpochSampler(len(dataset), seed)``). ``batch(positions)`` serves an
+    uses ``seed`` via ``epoch_order(len(dataset), seed, epoch)``. ``batch(positions)`` serves an
     explicit list of positions (a caller that does its own ordering, e.g. per-rank slices of ``epoch_order``).
     ``set_epoch(e)`` sets both the shuffle epoch and the dataset's crop epoch.
     """

@@ -40,7 +40,11 @@ from typing import Any, Callable
 
 import numpy as np
 
+from slnl.utils import REPO_ROOT, atomic_write_json
+
 from . import ntu
+from .pipeline import format_summary, run_plan, worker_pool
+from .store import STORE_FORMAT, check_target, complete_meta
 
 VERSION = 1  # bump when the generator's output changes: ensure_default() then regenerates
 DEFAULTS = {"num_classes": 12, "per_class": 100, "seed": 0, "min_len": 40, "max_len": 100}
@@ -229,8 +233,6 @@ def generate(raw: str | os.PathLike, num_classes: int = 12, per_class: int = 100
         for c in chunks:
             _write_chunk(c)
     else:
-        from .prepare import worker_pool
-
         with worker_pool(workers) as pool:
             list(pool.imap_unordered(_write_chunk, chunks))
     return [raw / f"{name}.skeleton" for _, _, name in jobs]
@@ -239,15 +241,15 @@ def generate(raw: str | os.PathLike, num_classes: int = 12, per_class: int = 100
 def prepare(out: str | os.PathLike, raw: str | os.PathLike | None = None, num_classes: int = 12,
             per_class: int = 100, seed: int = 0, min_len: int = 40, max_len: int = 100,
             log: Callable[[str], None] = print, run_opts: dict | None = None) -> dict[str, Any]:
-    """Generate into ``raw`` (default ``out/raw``) and prepare with the NTU-60 pipeline into the store ``out``."""
-    from .prepare import format_summary, run_plan
+    """Generate into ``raw`` (default ``out/raw``) and prepare with the NTU-60 pipeline into the store ``out``.
 
+    A complete store in ``out`` is refused before anything is generated unless ``run_opts["force"]``.
+    """
     out = Path(out)
+    check_target(out, (run_opts or {}).get("force", False))
     raw = Path(raw) if raw is not None else out / "raw"
     opts = {"num_classes": num_classes, "per_class": per_class, "seed": seed, "min_len": min_len,
             "max_len": max_len, "generator_version": VERSION}
-    from slnl.utils import atomic_write_json
-
     stamp = raw / "generator.json"  # written before generating ("complete": false) and after (true)
     if not (stamp.is_file() and json.loads(stamp.read_text()) == {**opts, "complete": True}):
         old = sorted(raw.glob("*.skeleton")) if raw.is_dir() else []
@@ -268,27 +270,24 @@ def prepare(out: str | os.PathLike, raw: str | os.PathLike | None = None, num_cl
 
 
 def default_root() -> Path:
-    from slnl.utils import REPO_ROOT
-
     return REPO_ROOT / "results" / "data" / "synthetic"
 
 
 def ensure_default(root: str | os.PathLike | None = None, **options) -> Path:
     """The built-in synthetic store, generated and prepared on first use (~10 s on 2 cores), reused afterwards.
 
-    ``root`` defaults to ``results/data/synthetic`` (gitignored). The store is reused only if its meta.json is
-    complete and records the same generator options and version; otherwise it is rebuilt. Returns the store dir.
+    ``root`` defaults to ``results/data/synthetic`` (gitignored). The store is reused only if it is complete, of the
+    current store format (it has a content fingerprint) and records the same generator options and version;
+    otherwise it is rebuilt in place (``force``: this function owns ``root``). Returns the store dir.
     """
-    import fcntl
-
-    from .store import read_meta
+    import fcntl  # POSIX only: imported here so that the module itself imports on any system
 
     root = Path(root) if root is not None else default_root()
     opts = {**DEFAULTS, **options, "generator_version": VERSION}
 
     def current() -> bool:
-        meta = read_meta(root)
-        return bool(meta and meta.get("complete") and meta.get("synthetic") == opts)
+        meta = complete_meta(root)
+        return bool(meta and meta.get("format") == STORE_FORMAT and meta.get("synthetic") == opts)
 
     if current():
         return root
@@ -299,7 +298,7 @@ def ensure_default(root: str | os.PathLike | None = None, **options) -> Path:
         try:
             if not current():
                 gen = {k: v for k, v in opts.items() if k != "generator_version"}
-                prepare(root, log=lambda *_: None, run_opts={"progress": False}, **gen)
+                prepare(root, log=lambda *_: None, run_opts={"progress": False, "force": True}, **gen)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     return root
