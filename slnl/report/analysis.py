@@ -1,0 +1,169 @@
+"""Analyses of a trained model: what the frequency attention learned per class (Eq. 2's gates) and the non-local
+affinity among joints (Eq. 8), computed from a run directory's final checkpoint on its test subset.
+
+Every checkpoint is read by ``slnl.engine.checkpoint.load`` (the one reader of checkpoints in the package), from
+``last.pt``: the paper reports the model of the final epoch.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from slnl import data as sdata
+from slnl.engine import checkpoint as ckpt
+from slnl.engine.config import TrainConfig
+from slnl.models import FrequencyAttention, SkeletonTransformer, build
+from slnl.models.frequency import dft2
+from slnl.models.transform import CNNTransform
+from slnl.report.results import FINAL_CHECKPOINT
+
+
+def load_run(run_dir: str | Path) -> tuple[torch.nn.Module, TrainConfig]:
+    """``(model in eval mode on the CPU, TrainConfig)`` of a run directory: ``config.yaml`` and the final checkpoint
+    (``last.pt``)."""
+    run_dir = Path(run_dir)
+    cfg = TrainConfig.load(run_dir / "config.yaml")
+    model = build(cfg.preset, **dict(cfg.model))
+    state = ckpt.load(run_dir / FINAL_CHECKPOINT)
+    model.load_state_dict(state["model"])
+    return model.eval(), cfg
+
+
+def _test_batches(cfg: TrainConfig, T: int, max_samples: int, batch_size: int = 64) -> Iterator[tuple[Any, Any, Any]]:
+    """Test-subset batches ``(x, y, dataset)`` (central crop), at most ``max_samples`` samples spread evenly over
+    the subset."""
+    ds = sdata.load(cfg.data, split=cfg.split, subset="test", T=T, train=False, seed=cfg.seed)
+    n = len(ds)
+    if n == 0:
+        raise ValueError(f"{cfg.data} split {cfg.split!r}: empty test subset")
+    idx = np.unique(np.linspace(0, n - 1, min(n, max_samples)).round().astype(int))
+    for s in range(0, len(idx), batch_size):
+        items = [ds[int(i)] for i in idx[s:s + batch_size]]
+        yield torch.stack([torch.as_tensor(x) for x, _ in items]), torch.as_tensor([int(y) for _, y in items]), ds
+
+
+def _streams(model) -> dict[str, Any]:
+    return {name: s for name, s in (("position", model.position), ("velocity", model.velocity)) if s is not None}
+
+
+def attention_gates(fa: FrequencyAttention, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The gates ``(M_cos, M_sin)``, each ``(B, 1, T', N')``, that ``FrequencyAttention`` ``fa`` applies to its input
+    ``x`` (Eq. 1–2: the module's own DFT matrices and ``gates()``, in the dtype its forward uses)."""
+    mats = tuple(b.to(x.dtype) for b in (fa.ct, fa.st, fa.cn, fa.sn))
+    return fa.gates(*dft2(x, *mats))
+
+
+def frequency_gates(run_dir: str | Path, max_samples: int = 512) -> dict[str, Any]:
+    """What the frequency attention learned: the gates ``M_cos``, ``M_sin`` of Eq. 2 averaged per class over the test
+    subset, for each stream. Returns {``gates``: {stream: {"cos"|"sin": array (num_classes, T', N')}}, ``count``:
+    samples per class, ``class_names``, ``attention``, ``run``}. Frequencies are in DFT order (u = 0 … T'−1 over
+    time, v = 0 … N'−1 over joints); the figure shifts zero frequency to the centre.
+
+    The gates are recomputed from the module's input with its own ``gates()`` method (a forward hook on
+    ``FrequencyAttention`` captures the input; ``dft2`` gives F_cos, F_sin exactly as in its forward)."""
+    model, cfg = load_run(run_dir)
+    if model.config.attention == "none":
+        raise ValueError(f"{run_dir}: the model has no frequency attention (attention='none'); pick a run with "
+                         "aFA/sFA/dFA/rFA")
+    streams = _streams(model)
+    C = model.config.num_classes
+    sums: dict[str, dict[str, np.ndarray]] = {}
+    captured: dict[str, torch.Tensor] = {}
+    hooks = []
+    for name, s in streams.items():
+        fa = s.frequency
+        hooks.append(fa.register_forward_hook(lambda mod, inp, out, name=name: captured.__setitem__(name, inp[0])))
+        sums[name] = {"cos": np.zeros((C, fa.T, fa.N)), "sin": np.zeros((C, fa.T, fa.N))}
+    count = np.zeros(C, dtype=np.int64)
+    class_names: list[str] = []
+    try:
+        with torch.no_grad():
+            for x, y, ds in _test_batches(cfg, model.config.T, max_samples):
+                class_names = list(ds.class_names)
+                model(x)
+                for name, s in streams.items():
+                    # Persons are folded into the batch (B·M, ...); the gates of the first person (the performer;
+                    # a second person is often absent, i.e. zero-filled) are the ones that describe the action.
+                    h = captured[name].float()
+                    h = h.reshape(len(y), model.config.num_persons, *h.shape[1:])[:, 0]
+                    m_cos, m_sin = attention_gates(s.frequency, h)
+                    for comp, m in (("cos", m_cos), ("sin", m_sin)):
+                        np.add.at(sums[name][comp], y.numpy(), m[:, 0].double().numpy())
+                np.add.at(count, y.numpy(), 1)
+    finally:
+        for h in hooks:
+            h.remove()
+    denom = np.maximum(count, 1)[:, None, None]
+    gates = {n: {c: v / denom for c, v in comps.items()} for n, comps in sums.items()}
+    return {"gates": gates, "count": count, "class_names": class_names, "attention": model.config.attention,
+            "run": Path(run_dir).name}
+
+
+def map_affinity(new: np.ndarray, W_s: np.ndarray) -> np.ndarray:
+    """An affinity among the skeleton transformer's N' new joints mapped to the N original joints: ``R^T A' P`` with
+    P = |W_s| normalised per row and R = |W_s| normalised per column (see ``nonlocal_affinity``). Row-stochastic in,
+    row-stochastic out; a permutation W_s just permutes A'. An original joint with an all-zero column of W_s (the
+    model does not see it) gets a NaN row: its affinity is undefined, not zero."""
+    w = np.abs(np.asarray(W_s, dtype=float))  # (N', N)
+    if new.shape != (w.shape[0], w.shape[0]):
+        raise ValueError(f"map_affinity: affinity {new.shape} does not match W_s {w.shape} (expected N'×N')")
+    P = w / np.maximum(w.sum(axis=1, keepdims=True), 1e-12)
+    col = w.sum(axis=0, keepdims=True)
+    R = w / np.where(col > 0, col, np.nan)  # an original joint no new joint carries has no affinity row: NaN
+    return R.T @ new @ P
+
+
+def nonlocal_affinity(run_dir: str | Path, max_samples: int = 256, class_index: int | None = None) -> dict[str, Any]:
+    """The spatial non-local affinity of the first SLnL block (Eq. 8 normalised as in Eq. 6: φ(x_i, x_j)/Z_i),
+    averaged over frames and test samples, mapped back to the original joints.
+
+    The block works on the N' joints of the skeleton transformer (§3.1). An affinity A' among new joints is mapped
+    to the original joints as A = R^T A' P, with P = |W_s| normalised per row (new joint j' as a mixture of original
+    joints) and R = |W_s| normalised per column (how much of original joint i each new joint carries); A stays
+    row-stochastic. Without a skeleton transformer (Pos-N, PosVel-N, C-T) A = A'. CNN-V's transform is non-linear and
+    has no such map: ``mapped`` is then None. Returns {``new`` (N'×N'), ``mapped`` (N×N or None), ``stream``,
+    ``block`` (0-based), ``n``, ``affinity``, ``class_index``, ``run``}.
+    """
+    model, cfg = load_run(run_dir)
+    stream_name, stream = next(iter(_streams(model).items()))
+    blocks = [b for b in stream.blocks if getattr(b, "s_nonlocal", None) is not None]
+    if not blocks:
+        raise ValueError(f"{run_dir}: no block with a spatial non-local module (affinity="
+                         f"{model.config.affinity!r}, m1={model.config.m1}); pick an SLnL or sSLnL run")
+    block = blocks[0]
+    captured: dict[str, torch.Tensor] = {}
+    hook = block.s_nonlocal.register_forward_pre_hook(lambda mod, inp: captured.__setitem__("x", inp[0]))
+    total, n = None, 0
+    try:
+        with torch.no_grad():
+            for x, y, _ in _test_batches(cfg, model.config.T, max_samples):
+                if class_index is not None:
+                    keep = y == class_index
+                    if not keep.any():
+                        continue
+                    x = x[keep]
+                model(x)
+                h = captured["x"]  # (B·M, C, T, N): persons folded into the batch; keep the first (the performer)
+                h = h.reshape(len(x), model.config.num_persons, *h.shape[1:])[:, 0]
+                B, _, T, N = h.shape
+                a = block.s_nonlocal.affinity(h).reshape(B, T, N, N).mean(dim=1).double()  # per sample, mean over t
+                total = a.sum(0) if total is None else total + a.sum(0)
+                n += B
+    finally:
+        hook.remove()
+    if total is None:
+        raise ValueError(f"{run_dir}: no test sample" + ("" if class_index is None else f" of class {class_index}"))
+    new = (total / n).numpy()
+    mapped: np.ndarray | None = new
+    if isinstance(stream.transform, CNNTransform):
+        mapped = None
+    else:
+        sk = [m for m in stream.transform.modules() if isinstance(m, SkeletonTransformer)]
+        if sk:
+            mapped = map_affinity(new, sk[0].W_s.detach().double().numpy())
+    block_no = [b for b in stream.blocks if hasattr(b, "s_local")].index(block)  # 0-based, pooling layers skipped
+    return {"new": new, "mapped": mapped, "stream": stream_name, "block": block_no, "n": n,
+            "affinity": model.config.affinity, "class_index": class_index, "run": Path(run_dir).name}
