@@ -1,19 +1,31 @@
 """Writes the notebooks of this folder (table1 … table6, fig4, report) so that they stay consistent.
 
 Run ``python notebooks/_make.py`` after changing this file; the notebooks are committed without outputs (a test
-checks). Each notebook is: a title, ONE cell tagged ``parameters`` (papermill), a cell deriving values from the
-parameters, one call into ``slnl``, and a cell showing the result. Everything else lives in the package.
+checks). Each notebook is: a title, ONE cell tagged ``parameters`` (papermill) between the two cells of the
+misspelled-parameter guard (``slnl.notebook_params``: papermill only warns about an unknown name and would run every
+row), a cell deriving values from the parameters, one call into ``slnl``, and a cell showing the result. Everything
+else lives in the package.
+
+The kernel is ``python3``, papermill's default and the one every environment with ipykernel has: it runs the
+interpreter that runs papermill (``slnl sweep``/``reproduce`` run papermill with their own interpreter).
 """
 from __future__ import annotations
 
 import sys
+import textwrap
 from pathlib import Path
 
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 HERE = Path(__file__).resolve().parent
-KERNELSPEC = {"name": "slnl", "display_name": "Python (slnl)", "language": "python"}
+sys.path.insert(0, str(HERE.parent))  # this checkout's slnl, also when slnl is not installed
+
+from slnl.notebook_params import parameter_names  # noqa: E402 - needs the path above
+
+# ipykernel's own kernel: the name papermill uses by default and every environment with ipykernel provides.
+KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+SNAPSHOT = "_defined_before_parameters"
 
 TABLE_INTRO = {
     1: "Table 1: SLnL-rFA against published methods on NTU RGB+D (CS/CV top-1). Only our row is trained; the other "
@@ -49,6 +61,22 @@ affinity = None  # Table 6 only: Local | tSLnL | sSLnL | SLnL (with M1: that row
 '''
 
 
+def guarded_parameters(params: str, notebook: str) -> list[nbformat.NotebookNode]:
+    """The parameters cell between the two cells of the unknown-parameter guard (see slnl.notebook_params): a
+    snapshot of the names defined before it, and the check after papermill's injected cell (which papermill puts
+    right after the parameters cell)."""
+    known = ", ".join(f'"{k}"' for k in parameter_names(params))
+    call = textwrap.fill(f"check_parameters(globals(), {SNAPSHOT}, known=[{known}], notebook=\"{notebook}\")",
+                         width=116, subsequent_indent="    ", break_long_words=False, break_on_hyphens=False)
+    return [
+        new_code_cell("from slnl.notebook_params import check_parameters\n\n"
+                      f"{SNAPSHOT} = set(globals())  # what the check below leaves out"),
+        new_code_cell(params, metadata={"tags": ["parameters"]}),
+        new_code_cell("# papermill only warns about a parameter this notebook does not take and would run on with the\n"
+                      "# defaults (every row of a table): stop here instead, naming the parameters it knows.\n" + call),
+    ]
+
+
 def table_notebook(n: int) -> nbformat.NotebookNode:
     name = f"table{n}"
     extra = n == 6
@@ -78,7 +106,7 @@ def table_notebook(n: int) -> nbformat.NotebookNode:
             "or every row as its own execution (one per GPU): `slnl sweep " + name + " --gpus 0,1`.\n"
             "Rows whose result file exists are skipped (`-p overwrite True` re-runs them)."
         ),
-        new_code_cell(PARAMS + (TABLE6_PARAMS if extra else ""), metadata={"tags": ["parameters"]}),
+        *guarded_parameters(PARAMS + (TABLE6_PARAMS if extra else ""), f"{name}.ipynb"),
         new_code_cell(derive),
         new_code_cell(run),
         new_markdown_cell("Ours beside the paper's numbers, the paper's claimed improvements checked against "
@@ -94,10 +122,9 @@ def fig4_notebook() -> nbformat.NotebookNode:
             "# Fig. 4: the soft-margin loss family\n\n"
             "CE, FL (Eq. 18), SM (Eq. 13), SMCE (Eq. 14) and SMFL (Eq. 19) as functions of the probability of the "
             "ground-truth class $p_t$, for chosen (γ, m) pairs, computed by `slnl.losses`."),
-        new_code_cell(
+        *guarded_parameters(
             'pairs = "2,0.4;2,0.6;0,0.4"  # (gamma, m) pairs separated by ";"\n'
-            'results_dir = "results"  # the figure goes to <results_dir>/figures/fig4.png\n',
-            metadata={"tags": ["parameters"]}),
+            'results_dir = "results"  # the figure goes to <results_dir>/figures/fig4.png\n', "fig4.ipynb"),
         new_code_cell("from slnl import experiments, report\n\n"
                       "# a relative results_dir is relative to the repository root, wherever the kernel runs\n"
                       'path = experiments.repo_path(results_dir) / "figures" / "fig4.png"'),
@@ -114,10 +141,9 @@ def report_notebook() -> nbformat.NotebookNode:
             "std over seeds, the paper's claimed improvements against seed-to-seed spread) and draws the figures: "
             "learning curves, confusion matrix, what the frequency attention learned per class, and the non-local "
             "affinities on the skeleton. Writes `tables/` and `figures/` under `results_dir`."),
-        new_code_cell(
+        *guarded_parameters(
             'results_dir = "results"\n'
-            'tables = "all"  # "all" or e.g. "table3,table6"\n',
-            metadata={"tags": ["parameters"]}),
+            'tables = "all"  # "all" or e.g. "table3,table6"\n', "report.ipynb"),
         new_code_cell("from slnl import report"),
         new_code_cell("built = report.build_report(results_dir, tables=tables)"),
         new_code_cell("report.show_report(built)"),

@@ -6,10 +6,13 @@
     files all exist is skipped; a failing row is recorded in ``<results_dir>/<table>/failures.json`` and the others
     go on; every executed notebook is kept as ``<results_dir>/<table>/notebooks/<row>.ipynb`` (with a ``.log``).
 
-``slnl reproduce --dataset synthetic --scale cpu --seeds 0 --kernel slnl``
+``slnl reproduce --dataset synthetic --scale cpu --seeds 0``
     Tables 1–6, Fig. 4 and the report, each notebook executed once, saved under ``<results_dir>/notebooks/``; prints
     where the tables and figures are. At the cpu scale only CS is run by default (the 30-minute budget of ``make
     reproduce`` on 2 cores) and the table notebooks run in two lanes in parallel (``--jobs``).
+
+The notebooks run in the Jupyter kernel ``python3`` (``--kernel`` picks another), which runs the interpreter that runs
+papermill — the one running ``slnl`` — so whatever environment slnl is installed in executes them.
 
 Notebook parameters go to papermill as YAML (``-y``), so ``None``/numbers/booleans arrive typed, as papermill's own
 ``-p`` would give them.
@@ -55,18 +58,41 @@ def resolve_value(text: str) -> Any:
     return text
 
 
-def kernel_name(requested: str | None = None) -> str:
-    """``requested`` (default ``slnl``) if that Jupyter kernel is installed, else ``python3`` (with a warning)."""
-    from jupyter_client.kernelspec import KernelSpecManager
+DEFAULT_KERNEL = "python3"  # ipykernel's own: papermill's default, and the notebooks' kernelspec
 
-    have = set(KernelSpecManager().find_kernel_specs())
-    want = requested or "slnl"
-    if want in have:
-        return want
-    fallback = "python3" if "python3" in have else sorted(have)[0]
-    print(f"slnl: Jupyter kernel {want!r} is not installed (make kernel registers it); using {fallback!r}",
-          file=sys.stderr)
-    return fallback
+
+def kernel_interpreter(name: str) -> str | None:
+    """The Python interpreter the Jupyter kernel ``name`` starts when papermill runs in this interpreter, or None if
+    its command is not a Python (``jupyter_client`` replaces a bare ``python``/``python3`` by ``sys.executable``)."""
+    from jupyter_client.kernelspec import KernelSpecManager  # here, not at the top: `slnl sweep --help` stays fast
+
+    argv = KernelSpecManager().get_kernel_spec(name).argv
+    if not argv:
+        return None
+    if argv[0] in ("python", f"python{sys.version_info[0]}", "python%d.%d" % sys.version_info[:2]):
+        return sys.executable
+    return argv[0] if "ipykernel" in " ".join(argv) else None
+
+
+def kernel_name(requested: str | None = None) -> str:
+    """The Jupyter kernel the notebooks run in: ``requested`` (default ``python3``), which must be installed.
+
+    ``python3`` normally runs this very interpreter (``sys.executable``), so any environment with slnl and ipykernel
+    installed runs the notebooks. A ``python3`` kernelspec of another interpreter can shadow it (a user-level one,
+    ``jupyter kernelspec list`` shows which wins); that is said in one line, since slnl may be missing there."""
+    from jupyter_client.kernelspec import KernelSpecManager  # here, not at the top: `slnl sweep --help` stays fast
+
+    have = KernelSpecManager().find_kernel_specs()
+    want = requested or DEFAULT_KERNEL
+    if want not in have:
+        raise SystemExit(f"slnl: Jupyter kernel {want!r} is not installed (installed: {', '.join(sorted(have))}); "
+                         f"--kernel {DEFAULT_KERNEL} runs this interpreter")
+    if want == DEFAULT_KERNEL:
+        exe = kernel_interpreter(want)
+        if exe is not None and os.path.abspath(exe) != os.path.abspath(sys.executable):
+            print(f"slnl: Jupyter kernel {want!r} ({have[want]}) runs {exe}, not this interpreter ({sys.executable})",
+                  file=sys.stderr)
+    return want
 
 
 def run_notebook(src: Path, dst: Path, params: dict[str, Any], kernel: str, env: dict[str, str] | None = None,
@@ -287,7 +313,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.add_argument("table", help="table1 … table6 (or 1 … 6)")
         ap.add_argument("--gpus", default="", help="comma-separated GPU ids, e.g. 0,1 (default: CPU, one at a time)")
         ap.add_argument("--rows", default=None, help="comma-separated row slugs (default: every runnable row)")
-        ap.add_argument("--kernel", default=None, help="Jupyter kernel (default: slnl, else python3)")
+        ap.add_argument("--kernel", default=DEFAULT_KERNEL, help="Jupyter kernel (default: %(default)s, this "
+                        "interpreter)")
         ap.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
                         help="notebook parameter, papermill style (e.g. -p scale paper -p seeds 0,1,2)")
         a = ap.parse_args(rest)
@@ -300,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scale", default="cpu", choices=tuple(ex.SCALES))
     ap.add_argument("--seeds", default="0", help="e.g. 0 or 0,1,2")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--kernel", default="slnl")
+    ap.add_argument("--kernel", default=DEFAULT_KERNEL,
+                    help="Jupyter kernel (default: %(default)s, this interpreter)")
     ap.add_argument("--results-dir", default="results")
     ap.add_argument("--split", default=None, help="default: CS at the cpu scale, every reported split otherwise")
     ap.add_argument("--epochs", type=int, default=None, help="default: the scale's")

@@ -1,12 +1,20 @@
 """The notebooks: committed clean and up to date with notebooks/_make.py; executed with papermill on tiny parameters
-(one row, one optimiser step) they write the result files, tables and figures they promise. Also `slnl sweep`
-(skip / failure record) and `slnl reproduce` (tables 1–2, Fig. 4 and the report).
+(one row, one optimiser step) they write the result files, tables and figures they promise; a misspelled parameter
+stops them at once; they run in the plain `python3` kernel. Also `slnl sweep` (skip / failure record) and
+`slnl reproduce` (tables 1–2, Fig. 4 and the report).
 
-Kernel: "slnl" when registered (make kernel), else "python3" of this environment."""
+Kernel: the notebooks' own kernelspec, `python3`, i.e. this interpreter (papermill runs in-process here)."""
 from __future__ import annotations
 
+import ast
 import json
 import math
+import os
+import site
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import nbformat
 import numpy as np
@@ -15,6 +23,7 @@ import pytest
 
 from slnl import experiments as ex
 from slnl import sweep
+from slnl.notebook_params import parameter_names
 from slnl.utils import REPO_ROOT
 
 NB = REPO_ROOT / "notebooks"
@@ -29,17 +38,20 @@ def _one_thread(monkeypatch):
     monkeypatch.setenv("MKL_NUM_THREADS", "1")
 
 
-def _kernel() -> str:
-    from jupyter_client.kernelspec import KernelSpecManager
-
-    return "slnl" if "slnl" in KernelSpecManager().find_kernel_specs() else "python3"
-
-
 def _execute(name: str, out, **params):
     import papermill as pm
 
-    return pm.execute_notebook(str(NB / name), str(out), parameters=params, kernel_name=_kernel(),
-                               cwd=str(REPO_ROOT), progress_bar=False)
+    return pm.execute_notebook(str(NB / name), str(out), parameters=params, cwd=str(REPO_ROOT), progress_bar=False)
+
+
+def _guard(nb) -> tuple[list[str], list[str], str]:
+    """(names the parameters cell assigns, the check cell's `known` list, its `notebook` argument)."""
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    call = ast.parse(code[2].source).body[-1].value
+    kw = {k.arg: k.value for k in call.keywords}
+    assert call.func.id == "check_parameters"
+    assert [ast.unparse(a) for a in call.args] == ["globals()", "_defined_before_parameters"]
+    return parameter_names(code[1].source), ast.literal_eval(kw["known"]), ast.literal_eval(kw["notebook"])
 
 
 def _png(path) -> bool:
@@ -58,14 +70,153 @@ def test_committed_notebooks_are_clean_and_generated():
     for name in NOTEBOOKS:
         nb = nbformat.read(NB / name, as_version=4)
         nbformat.validate(nb)
-        assert nb.metadata.kernelspec == {"name": "slnl", "display_name": "Python (slnl)", "language": "python"}
+        assert nb.metadata.kernelspec == {"name": "python3", "display_name": "Python 3 (ipykernel)",
+                                          "language": "python"}
         code = [c for c in nb.cells if c.cell_type == "code"]
         for c in code:
             assert c.outputs == [] and c.execution_count is None, f"{name}: committed with outputs"
         tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
-        assert len(tagged) == 1 and tagged[0] is code[0], f"{name}: one parameters cell, the first code cell"
-    params6 = nbformat.read(NB / "table6.ipynb", as_version=4).cells[1].source
+        assert len(tagged) == 1 and tagged[0] is code[1], f"{name}: one parameters cell, after the snapshot cell"
+        # the guard: a snapshot before the parameters, the check after them knowing exactly the parameters' names
+        assert code[0].source.rstrip().endswith("_defined_before_parameters = set(globals())  # what the check "
+                                                "below leaves out")
+        declared, known, notebook = _guard(nb)
+        assert known == declared and len(known) >= 2 and notebook == name
+    params6 = [c for c in nbformat.read(NB / "table6.ipynb", as_version=4).cells if c.cell_type == "code"][1].source
     assert "M1 = None" in params6 and "affinity = None" in params6
+
+
+def test_parameter_check_rules():
+    """parameter_names reads assignments as papermill does; unknown_names leaves out the snapshot, the known names
+    and IPython's underscore names; the message names a likely meant parameter (case first, then spelling)."""
+    from slnl.notebook_params import UnknownParameterError, check_parameters, suggestion, unknown_names
+
+    src = 'a = 1  # one\nb: int = 2\nc, d = 3, 4\nprint(a)\na = 5\nif a:\n    e = 6\n'
+    assert parameter_names(src) == ["a", "b"]  # tuples, nested and repeated assignments are not parameters
+    before = {"In", "Out", "get_ipython", "check_parameters", "old"}
+    ns = before | {"a", "b", "_", "_i3", "_3", "seed", "A"}
+    assert unknown_names(ns, before, ["a", "b"]) == ["A", "seed"]
+    assert suggestion("A", ["a", "b"]) == "a" and suggestion("seed", ["seeds", "split"]) == "seeds"
+    assert suggestion("xyz", ["seeds"]) is None
+    check_parameters(dict.fromkeys(before | {"a", "b", "_7"}), before, ["a", "b"])  # nothing unknown: no error
+    with pytest.raises(UnknownParameterError) as err:
+        check_parameters(dict.fromkeys(ns), before, ["a", "b", "seeds"], notebook="x.ipynb")
+    assert str(err.value) == ("x.ipynb: unknown parameters 'A' (did you mean 'a'?), 'seed' (did you mean 'seeds'?); "
+                              "nothing was run. Its parameters are: a, b, seeds")
+
+
+def _tree(root) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")} if root.is_dir() else set()
+
+
+def test_misspelled_parameter_stops_table6_within_seconds(tmp_path):
+    """`papermill notebooks/table6.ipynb out.ipynb -p m1 3`, literally: papermill itself only warns about `m1`;
+    the notebook stops before any import of the engine, names what was meant and the parameters it knows, and
+    writes nothing under results/ (no result file, no run directory)."""
+    results = REPO_ROOT / "results"
+    before = _tree(results)
+    t0 = time.time()
+    proc = subprocess.run([sys.executable, "-m", "papermill", str(NB / "table6.ipynb"), "out.ipynb", "-p", "m1", "3"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    took = time.time() - t0
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and took < 60, out
+    assert "Passed unknown parameter: m1" in out  # papermill's warning, which alone would not stop the run
+    line = next(ln for ln in out.splitlines() if ln.startswith("UnknownParameterError: "))
+    declared, _, _ = _guard(nbformat.read(NB / "table6.ipynb", as_version=4))
+    assert "table6.ipynb: unknown parameter 'm1' (did you mean 'M1'?); nothing was run." in line
+    assert line.endswith("Its parameters are: " + ", ".join(declared))
+    assert _tree(results) == before and sorted(p.name for p in tmp_path.iterdir()) == ["out.ipynb"]
+    executed = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    ran = [c for c in executed.cells if c.cell_type == "code" and c.execution_count]
+    assert "check_parameters(globals()" in ran[-1].source  # the last cell that ran is the check
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_every_notebook_rejects_an_unknown_parameter(name, tmp_path):
+    """Each notebook: an unknown name stops it in the check cell (several at once are all named); its known
+    parameters, given alongside, are not reported."""
+    import papermill as pm
+
+    nb = nbformat.read(NB / name, as_version=4)
+    declared, _, _ = _guard(nb)
+    params = {"no_such_parameter": 1, "results_dir": str(tmp_path / "results"), "Zzz": None}
+    with pytest.raises(pm.PapermillExecutionError) as err:
+        _execute(name, tmp_path / "out.ipynb", **params)
+    assert err.value.ename == "UnknownParameterError"
+    assert err.value.evalue == (f"{name}: unknown parameters 'Zzz', 'no_such_parameter'; nothing was run. "
+                                f"Its parameters are: {', '.join(declared)}")
+    assert not (tmp_path / "results").exists()
+
+
+def test_known_parameters_pass_the_check_also_when_rerun(tmp_path):
+    """No false alarm: every parameter of Fig. 4 given (the figure is written), and the notebook's cells run twice in
+    one kernel (as "Run all" twice in JupyterLab does) with names from the first run still defined."""
+    from nbclient import NotebookClient
+
+    out = tmp_path / "fig4.ipynb"
+    _execute("fig4.ipynb", out, pairs="2,0.4", results_dir=str(tmp_path / "results"))
+    assert _png(tmp_path / "results" / "figures" / "fig4.png")
+    nb = nbformat.read(NB / "fig4.ipynb", as_version=4)
+    nb.cells = nb.cells + [nbformat.from_dict(c) for c in nb.cells]  # the same cells again, same kernel
+    for i, c in enumerate(nb.cells):
+        c["id"] = f"c{i}"
+    params = [c for c in nb.cells if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])]
+    for c in params:
+        c.source = c.source.replace('results_dir = "results"', f'results_dir = {str(tmp_path / "again")!r}')
+    NotebookClient(nb, kernel_name="python3", resources={"metadata": {"path": str(REPO_ROOT)}}).execute()
+    assert all(c.execution_count for c in nb.cells if c.cell_type == "code")
+    assert _png(tmp_path / "again" / "figures" / "fig4.png")
+
+
+def _python3_only_env(tmp_path) -> tuple[str, dict[str, str]]:
+    """A virtual environment whose only Jupyter kernel is ipykernel's `python3`: no kernelspec directory of its own,
+    empty user and config directories, and this environment's packages through a site directory (.pth)."""
+    env_dir = tmp_path / "env"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True, timeout=120)
+    py = str(env_dir / "bin" / "python")
+    purelib = subprocess.run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    # addsitedir, not a bare path: the .pth files there (an editable install of slnl) are processed too
+    lines = [f"import site; site.addsitedir({d!r})" for d in site.getsitepackages()]
+    (Path(purelib) / "outer_env.pth").write_text("\n".join(lines) + "\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTER")}
+    env.update(JUPYTER_DATA_DIR=str(tmp_path / "jdata"), JUPYTER_CONFIG_DIR=str(tmp_path / "jconfig"),
+               JUPYTER_PLATFORM_DIRS="1", HOME=str(tmp_path / "home"), XDG_DATA_HOME=str(tmp_path / "xdg"))
+    return py, env
+
+
+def test_notebooks_run_where_only_the_python3_kernel_exists(tmp_path):
+    """`papermill notebooks/fig4.ipynb out.ipynb` in an environment that has no kernel but ipykernel's python3:
+    papermill finds it from the notebook's kernelspec and starts it with the interpreter that runs papermill."""
+    py, env = _python3_only_env(tmp_path)
+    probe = ("import json\n"
+             "from jupyter_client.kernelspec import KernelSpecManager\n"
+             "from jupyter_client.manager import KernelManager\n"
+             "print(json.dumps([sorted(KernelSpecManager().find_kernel_specs()),"
+             " KernelManager(kernel_name='python3').format_kernel_cmd()[0]]))")
+    found = subprocess.run([py, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+    assert found.returncode == 0, found.stderr
+    kernels, exe = json.loads(found.stdout)
+    if kernels != ["python3"]:
+        pytest.skip(f"system-wide Jupyter kernels {kernels} are installed on this machine")
+    assert exe == py  # python3 starts the interpreter that asks, not some other Python on PATH
+    results = tmp_path / "results"
+    proc = subprocess.run([py, "-m", "papermill", str(NB / "fig4.ipynb"), str(tmp_path / "out.ipynb"),
+                           "-p", "results_dir", str(results)], env=env, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert _png(results / "figures" / "fig4.png")
+    executed = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    assert executed.metadata.kernelspec["name"] == "python3"
+    assert all(c.execution_count for c in executed.cells if c.cell_type == "code")
+
+
+def test_kernel_name_defaults_to_python3_and_refuses_a_missing_kernel(capsys):
+    assert sweep.kernel_name() == "python3" == sweep.kernel_name("python3")
+    assert sweep.kernel_interpreter("python3") == sys.executable
+    with pytest.raises(SystemExit, match=r"Jupyter kernel 'no-such-kernel' is not installed \(installed: .*python3"):
+        sweep.kernel_name("no-such-kernel")
 
 
 def test_table_notebooks_write_results(tmp_path, shared_data):
@@ -120,7 +271,7 @@ def test_reproduce_tables_1_2_fig4_and_report(tmp_path):
 
     results = tmp_path / "results"
     code = sweep.main(["reproduce", "--results-dir", str(results), "--tables", "table1,table2", "--epochs", "1",
-                       "--max-steps-per-epoch", "1", "--kernel", _kernel()])
+                       "--max-steps-per-epoch", "1"])  # the default kernel, python3
     assert code == 0
     for name in ("table1", "table2", "fig4", "report"):
         nb = nbformat.read(results / "notebooks" / f"{name}.ipynb", as_version=4)
@@ -154,7 +305,7 @@ def test_reproduce_tables_1_2_fig4_and_report(tmp_path):
 
 def test_sweep_skips_finished_rows_and_records_failures(tmp_path, capsys):
     results = tmp_path / "results"
-    common = ["--kernel", _kernel(), "-p", "results_dir", str(results), "-p", "epochs", "1",
+    common = ["--kernel", "python3", "-p", "results_dir", str(results), "-p", "epochs", "1",
               "-p", "max_steps_per_epoch", "1", "-p", "split", "CS"]
     # Both rows fail (a batch larger than the training set); the second still runs after the first failed.
     code = sweep.main(["sweep", "table4", "--rows", "ce,fl-3", *common, "-p", "batch_size", "100000"])

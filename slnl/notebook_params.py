@@ -1,0 +1,76 @@
+"""The notebooks' guard against a misspelled parameter name.
+
+papermill only *warns* about a parameter the notebook does not declare ("Passed unknown parameter: m1"), injects it
+anyway and runs on with the defaults — for a table notebook that is every row of the table, weeks of GPU time at the
+paper's scale. Every notebook in ``notebooks/`` therefore stops within seconds instead, with one line naming the
+parameters it knows.
+
+How it tells an injected name apart from everything else (exactly, without reading the notebook file):
+
+1. the cell *above* the parameters cell takes a snapshot of the names defined so far (``set(globals())``);
+2. the parameters cell assigns the notebook's parameters (its names are ``known``, written into the notebook by
+   ``notebooks/_make.py`` from the same text, see ``parameter_names``);
+3. papermill inserts its ``injected-parameters`` cell right after the parameters cell;
+4. the cell after that calls ``check_parameters``: a name defined since the snapshot that is not a parameter can only
+   have come from the injected cell.
+
+Names starting with ``_`` are left out: IPython defines them between cells (``_``, ``_i3``, ``_3`` …). Re-running the
+notebook in a live kernel needs no special case: whatever earlier runs defined is already in the snapshot.
+"""
+from __future__ import annotations
+
+import ast
+import difflib
+from typing import Iterable, Mapping, Sequence
+
+
+class UnknownParameterError(ValueError):
+    """A name was injected into a notebook that its parameters cell does not declare."""
+
+
+def parameter_names(source: str) -> list[str]:
+    """The names a parameters cell assigns at top level, in order (``a = 1``, ``a: int = 1``)."""
+    names: list[str] = []
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, ast.AnnAssign):
+            targets = [node.target]
+        else:
+            continue
+        for t in targets:
+            if isinstance(t, ast.Name) and t.id not in names:
+                names.append(t.id)
+    return names
+
+
+def unknown_names(namespace: Iterable[str], before: Iterable[str], known: Iterable[str]) -> list[str]:
+    """Names in ``namespace`` that are neither in the snapshot ``before`` nor ``known``, nor start with ``_``."""
+    seen, ok = set(before), set(known)
+    return sorted(k for k in namespace if k not in seen and k not in ok and not k.startswith("_"))
+
+
+def suggestion(name: str, known: Sequence[str]) -> str | None:
+    """The known parameter ``name`` was most likely meant to be: same letters in another case first, else the
+    closest spelling (difflib, ratio >= 0.6), else None."""
+    same = [k for k in known if k.lower() == name.lower()]
+    if same:
+        return same[0]
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def check_parameters(namespace: Mapping[str, object], before: Iterable[str], known: Sequence[str],
+                     notebook: str = "this notebook") -> None:
+    """Raise ``UnknownParameterError`` (one line: the unknown names, a likely meant name for each, the known
+    parameters) if a name was defined after the snapshot ``before`` that is not one of ``known``."""
+    unknown = unknown_names(namespace, before, known)
+    if not unknown:
+        return
+    parts = []
+    for name in unknown:
+        guess = suggestion(name, known)
+        parts.append(f"{name!r}" + (f" (did you mean {guess!r}?)" if guess else ""))
+    raise UnknownParameterError(
+        f"{notebook}: unknown parameter{'s' if len(unknown) > 1 else ''} {', '.join(parts)}; nothing was run. "
+        f"Its parameters are: {', '.join(known)}")
