@@ -10,7 +10,7 @@ import torch
 from slnl import experiments as ex
 from slnl import report as rp
 from slnl.engine import checkpoint as ckpt
-from slnl.models.frequency import dft2, idft2_real
+from slnl.models.frequency import FrequencyAttention, dft2, idft2_real
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -64,12 +64,28 @@ def test_attention_gates_are_the_ones_the_model_applies(run_results):
     torch.manual_seed(0)
     with torch.no_grad():
         model(torch.randn(3, 3, model.config.T, 25, 2))
-        m_cos, m_sin = rp.attention_gates(fa, seen["x"])
+        gates = rp.attention_gates(fa, seen["x"])
+        assert list(gates) == ["cos", "sin"]
+        m_cos, m_sin = gates["cos"], gates["sin"]
         mats = tuple(b.to(seen["x"].dtype) for b in (fa.ct, fa.st, fa.cn, fa.sn))
         f_cos, f_sin = dft2(seen["x"], *mats)
         rebuilt = seen["x"] + idft2_real(f_cos * m_cos, f_sin * m_sin, *mats)  # Eq. 3-5 (rFA)
     assert torch.allclose(rebuilt, seen["y"], atol=1e-5)
     assert ((m_cos > 0) & (m_cos < 1)).all() and m_cos.shape == (6, 1, model.config.T, fa.N)
+
+
+def test_afa_gate_is_the_one_aFA_applies_to_the_amplitude():
+    """aFA gates the amplitude spectrum alone (§4.3): the analysis reports that one gate, and it rebuilds the output."""
+    torch.manual_seed(0)
+    fa = FrequencyAttention(8, 6, attention="aFA").double().eval()
+    x = torch.randn(2, 3, 8, 6, dtype=torch.float64)
+    with torch.no_grad():
+        gates = rp.attention_gates(fa, x)
+        assert list(gates) == ["amp"] and gates["amp"].shape == (2, 1, 8, 6)
+        mats = tuple(b.to(x.dtype) for b in (fa.ct, fa.st, fa.cn, fa.sn))
+        (f_a,) = fa.spectrum(x)
+        rebuilt = idft2_real(f_a * gates["amp"], None, *mats)
+        assert torch.allclose(rebuilt, fa(x), atol=1e-12)
 
 
 def test_frequency_gates_and_affinity_of_a_run(run_results, tmp_path):

@@ -16,7 +16,6 @@ from slnl import data as sdata
 from slnl.engine import checkpoint as ckpt
 from slnl.engine.config import TrainConfig
 from slnl.models import FrequencyAttention, SkeletonTransformer, build
-from slnl.models.frequency import dft2
 from slnl.models.transform import CNNTransform
 from slnl.report.results import FINAL_CHECKPOINT
 
@@ -49,21 +48,27 @@ def _streams(model) -> dict[str, Any]:
     return {name: s for name, s in (("position", model.position), ("velocity", model.velocity)) if s is not None}
 
 
-def attention_gates(fa: FrequencyAttention, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The gates ``(M_cos, M_sin)``, each ``(B, 1, T', N')``, that ``FrequencyAttention`` ``fa`` applies to its input
-    ``x`` (Eq. 1–2: the module's own DFT matrices and ``gates()``, in the dtype its forward uses)."""
-    mats = tuple(b.to(x.dtype) for b in (fa.ct, fa.st, fa.cn, fa.sn))
-    return fa.gates(*dft2(x, *mats))
+def gate_components(attention: str) -> tuple[str, ...]:
+    """What a variant gates: the amplitude spectrum for aFA, the cosine and sine parts otherwise (§3.2, §4.3)."""
+    return ("amp",) if attention == "aFA" else ("cos", "sin")
+
+
+def attention_gates(fa: FrequencyAttention, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The gates, each ``(B, 1, T', N')``, that ``FrequencyAttention`` ``fa`` applies to its input ``x``, keyed by
+    component (``gate_components``: ``amp`` for aFA, ``cos``/``sin`` otherwise) — Eq. 1–2 through the module's own
+    ``spectrum()`` and ``gates()``, in the dtype its forward uses."""
+    return dict(zip(gate_components(fa.attention), fa.gates(*fa.spectrum(x))))
 
 
 def frequency_gates(run_dir: str | Path, max_samples: int = 512) -> dict[str, Any]:
-    """What the frequency attention learned: the gates ``M_cos``, ``M_sin`` of Eq. 2 averaged per class over the test
-    subset, for each stream. Returns {``gates``: {stream: {"cos"|"sin": array (num_classes, T', N')}}, ``count``:
+    """What the frequency attention learned: the gates of Eq. 2 (``M_cos``, ``M_sin``; aFA's one amplitude gate) averaged
+    per class over the test subset, for each stream. Returns {``gates``: {stream: {"cos"|"sin"|"amp": array
+    (num_classes, T', N')}}, ``count``:
     samples per class, ``class_names``, ``attention``, ``run``}. Frequencies are in DFT order (u = 0 … T'−1 over
     time, v = 0 … N'−1 over joints); the figure shifts zero frequency to the centre.
 
     The gates are recomputed from the module's input with its own ``gates()`` method (a forward hook on
-    ``FrequencyAttention`` captures the input; ``dft2`` gives F_cos, F_sin exactly as in its forward)."""
+    ``FrequencyAttention`` captures the input; its ``spectrum()`` gives what its forward gates)."""
     model, cfg = load_run(run_dir)
     if model.config.attention == "none":
         raise ValueError(f"{run_dir}: the model has no frequency attention (attention='none'); pick a run with "
@@ -76,7 +81,7 @@ def frequency_gates(run_dir: str | Path, max_samples: int = 512) -> dict[str, An
     for name, s in streams.items():
         fa = s.frequency
         hooks.append(fa.register_forward_hook(lambda mod, inp, out, name=name: captured.__setitem__(name, inp[0])))
-        sums[name] = {"cos": np.zeros((C, fa.T, fa.N)), "sin": np.zeros((C, fa.T, fa.N))}
+        sums[name] = {c: np.zeros((C, fa.T, fa.N)) for c in gate_components(fa.attention)}
     count = np.zeros(C, dtype=np.int64)
     class_names: list[str] = []
     try:
@@ -89,8 +94,7 @@ def frequency_gates(run_dir: str | Path, max_samples: int = 512) -> dict[str, An
                     # a second person is often absent, i.e. zero-filled) are the ones that describe the action.
                     h = captured[name].float()
                     h = h.reshape(len(y), model.config.num_persons, *h.shape[1:])[:, 0]
-                    m_cos, m_sin = attention_gates(s.frequency, h)
-                    for comp, m in (("cos", m_cos), ("sin", m_sin)):
+                    for comp, m in attention_gates(s.frequency, h).items():
                         np.add.at(sums[name][comp], y.numpy(), m[:, 0].double().numpy())
                 np.add.at(count, y.numpy(), 1)
     finally:

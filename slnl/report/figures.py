@@ -245,7 +245,7 @@ def confusion_figure(run_dir: str | Path, path: str | Path | None = None, normal
 def frequency_gates_figure(g: dict[str, Any], classes: Sequence[int] | None = None, max_classes: int = 6,
                            path: str | Path | None = None):
     """Heat maps of per-class frequency gates (``analysis.frequency_gates``'s dict): one block per class, headed by
-    the class's index, full name and number of test samples; one panel per (stream, M_cos/M_sin); x = frequency over
+    the class's index, full name and number of test samples; one panel per (stream, gate: M_cos/M_sin, or M_amp for aFA); x = frequency over
     joints v, y = frequency in time u, zero frequency at the centre. Without ``classes``, the ``max_classes``
     classes with the most test samples; the title says how many of how many are shown, and how they were chosen."""
     count = np.asarray(g["count"])
@@ -262,7 +262,7 @@ def frequency_gates_figure(g: dict[str, Any], classes: Sequence[int] | None = No
         how = "chosen"
     if not shown:
         raise ValueError("frequency_gates_figure: no class has a test sample")
-    panels = [(s, c) for s in g["gates"] for c in ("cos", "sin")]
+    panels = [(s, c) for s in g["gates"] for c in g["gates"][s]]  # cos/sin, or aFA's one amplitude gate
     _setup()
     fig = plt.figure(figsize=(2.6 * len(panels) + 1.2, 2.6 * len(shown) + 0.8), layout="constrained")
     for sf, k in zip(fig.subfigures(len(shown), 1, squeeze=False)[:, 0], shown):
