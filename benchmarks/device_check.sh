@@ -4,26 +4,30 @@
 #   1. environment: nvidia-smi, which python has a CUDA torch
 #   2. python: this repo's .venv if its torch sees CUDA; else the machine's python3 with PYTHONPATH=repo (slnl is pure
 #      Python: nothing is installed, nothing fetched)
-#   3. check: fused and reference non-local on CUDA in float32 against a float64 CPU reference of the same weights
-#      (heads, SMFL multi-task loss, gradients; tolerances in slnl.bench.CHECK_TOL), fused vs reference on CUDA,
-##      a bf16-autocast step finite  ->  device_check.json
-#   4. kernels: bf16 training steps with the package's attention kernels and with cuDNN attention at the same
-#      parameters (is cuDNN attention still NaN-prone for this model?)  ->  check_kernels.json
-#   5. bench: `slnl bench --suite gpu` (the plain eager path and the candidate fast paths at batch 32 and 128, each
-#      configuration in its own process, per-configuration timeout, the JSON rewritten after each one, issue 6's goal
-#      judged at the end)  ->  gpu.json. Rows past the budget (SLNL_BENCH_BUDGET, default 180 s: about four rows
-#      when two of them compile) are recorded as skipped; SLNL_SUITE=gpu-ablation measures each option alone.
+#   3. check: `slnl bench check` -- the engine's gradient pass with fused and reference non-local on CUDA in float32
+#      against a float64 CPU reference of the same weights (heads, loss, gradients; tolerances in
+#      slnl.bench.check.CHECK_TOL), fused vs reference on CUDA, a bf16-autocast pass finite  ->  device_check.json
+#   4. kernels: benchmarks/cudnn_attention.py -- bf16 training with the package's kernels; at every step each
+#      non-local's attention inputs through the package's kernels and through cuDNN attention alone (is cuDNN
+#      attention still NaN-prone for this model?)  ->  check_kernels.json
+#   5. bench: `slnl bench suite gpu` (the engine's training step: the plain eager path and the candidate fast paths
+#      at batch 32 and 128, each configuration in its own process, per-configuration timeout, the JSON rewritten
+#      after each one, the throughput goal judged at the end)  ->  gpu.json. Rows past the budget
+#      (SLNL_BENCH_BUDGET, default 180 s: about four rows when two of them compile) are recorded as skipped;
+#      SLNL_SUITE=gpu-ablation measures each option alone.
 #   6. markdown table of what this run measured  ->  README.md
 #
 # Output goes to $OUT if set (the device tool's folder), else results/bench. Every step has its own timeout and the
 # script goes on after a failing step; a summary is printed last. Usage: bash benchmarks/device_check.sh
 # Dry run of the same steps on a CPU machine:
-#   SLNL_DEVICE=cpu SLNL_SUITE=cpu-smoke SLNL_CHECK_PRESETS=cpu SLNL_KERNEL_PRESETS=cpu SLNL_KERNEL_STEPS=2 OUT=/tmp/x bash ...
+#   SLNL_DEVICE=cpu SLNL_SUITE=cpu-smoke SLNL_CHECK_PRESETS=cpu SLNL_KERNEL_PRESETS=cpu SLNL_KERNEL_STEPS=2 \
+#   SLNL_KERNEL_CANDIDATE=math OUT=/tmp/x bash ...   (no cuDNN on a CPU: the math kernel stands in)
 set -uo pipefail
 DEVICE="${SLNL_DEVICE:-cuda}"
 SUITE="${SLNL_SUITE:-gpu}"
 CHECK_PRESETS="${SLNL_CHECK_PRESETS:-cpu,ntu}"
 KERNEL_PRESETS="${SLNL_KERNEL_PRESETS:-kinetics,ntu}"
+KERNEL_CANDIDATE="${SLNL_KERNEL_CANDIDATE:-cudnn}"
 BENCH_BUDGET="${SLNL_BENCH_BUDGET:-180}"
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -68,7 +72,7 @@ if [ -x .venv/bin/python ] && usable_torch .venv/bin/python; then
   PY=$REPO/.venv/bin/python
   echo "python: $PY (repo venv)" | tee -a "$LOG"
 elif command -v python3 >/dev/null && usable_torch python3; then
-  # The lent machines' python3 (KINDS.md: /opt/torch/.venv/bin/python3, torch 2.11 + CUDA) is itself a venv: a
+  # A GPU machine's python3 (e.g. /opt/torch/.venv/bin/python3, torch 2.11 + CUDA) may itself be a venv: a
   # `venv --system-site-packages` made from it would see the base interpreter's packages, not its torch. slnl is pure
   # Python, so the machine's python3 with the repository on PYTHONPATH runs it without installing anything.
   PY=$(command -v python3)
@@ -80,22 +84,22 @@ else
 fi
 
 if [ -n "$PY" ]; then
-  step import 60 "$PY" -c 'import slnl, slnl.bench, slnl.models, torch; print("slnl from", slnl.__file__); print("torch", torch.__version__, "cuda", torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else "-")'
+  step import 60 "$PY" -c 'import slnl, slnl.bench.cli, slnl.models, torch; print("slnl from", slnl.__file__); print("torch", torch.__version__, "cuda", torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else "-")'
 
   # ------------------------------------------------------------------------------------------------ 3. correctness
-  step check 120 "$PY" -m slnl bench --check "$DEVICE" --check-presets "$CHECK_PRESETS" --json "$OUTD/device_check.json"
+  step check 120 "$PY" -m slnl bench check --device "$DEVICE" --presets "$CHECK_PRESETS" --json "$OUTD/device_check.json"
 
   # ------------------------------------------------------------------------------------------------ 4. kernels
-  step kernels 60 "$PY" -m slnl bench --check-kernels "$DEVICE" --check-kernels-presets "$KERNEL_PRESETS" \
-    --check-kernels-steps "${SLNL_KERNEL_STEPS:-20}" --json "$OUTD/check_kernels.json"
+  step kernels 90 "$PY" benchmarks/cudnn_attention.py --device "$DEVICE" --presets "$KERNEL_PRESETS" \
+    --candidate "$KERNEL_CANDIDATE" --steps "${SLNL_KERNEL_STEPS:-20}" --json "$OUTD/check_kernels.json"
 
   # ------------------------------------------------------------------------------------------------ 5. throughput
   # The suite's own budget ends it cleanly before the step's hard timeout.
-  step bench $((BENCH_BUDGET + 40)) "$PY" -m slnl bench --suite "$SUITE" --device "$DEVICE" --budget-s "$BENCH_BUDGET" \
+  step bench $((BENCH_BUDGET + 40)) "$PY" -m slnl bench suite "$SUITE" --device "$DEVICE" --budget-s "$BENCH_BUDGET" \
     --json "$OUTD/$SUITE.json"
 
   # ------------------------------------------------------------------------------------------------ 6. markdown
-  step markdown 30 "$PY" -m slnl bench --md-only --md "$OUTD/README.md"
+  step markdown 30 "$PY" -m slnl bench table --md "$OUTD/README.md"
 fi
 
 # ---------------------------------------------------------------------------------------------------- summary
@@ -120,10 +124,10 @@ if chk.exists():
 ker = d / "check_kernels.json"
 if ker.exists():
     k = json.loads(ker.read_text())
-    print(f"cuDNN attention: {'finite' if k.get('passed') else 'NOT finite'} ({k.get('steps')} bf16 steps)")
+    print(f"{k.get('candidate')} attention: {'finite' if k.get('passed') else 'NOT finite'} ({k.get('steps')} steps)")
     for preset, e in k.get("presets", {}).items():
-        print(f"  {preset:8s} first non-finite cuDNN step {e.get('first_nonfinite_step_cudnn')}, max rel grad diff "
-              f"{e.get('max_rel_grad_diff', float('nan')):.1e}, ops {e.get('attention_ops')}")
+        print(f"  {preset:8s} first non-finite {k.get('candidate')} step {e.get('first_nonfinite_step_candidate')}, "
+              f"max rel grad diff {e.get('max_rel_grad_diff', float('nan')):.1e} over {e.get('compared')} calls")
 suite = d / f"{sys.argv[2]}.json"
 if not suite.exists():
     sys.exit(f"no {suite}")
@@ -133,21 +137,14 @@ for r in g["results"]:
     if "error" in r:
         print(f"  {r['name']:45s} ERROR {r['error'][:100]}")
         continue
-    tr, inf = r.get("train", {}), r.get("infer", {})
+    tr = r.get("train", {})
     mfu = tr.get("mfu")
     print(f"  {r['name']:45s} train {tr.get('samples_per_s', float('nan')):9.1f}/s"
-          f"  infer {inf.get('samples_per_s', float('nan')):9.1f}/s"
           f"  peak {r['peak_memory_bytes'] / 2**30:6.2f} GiB"
           f"  {tr.get('flops_per_sample', float('nan')) / 1e9:7.2f} GFLOP/sample"
           f"  MFU {'-' if mfu is None else f'{100 * mfu:.1f}%'}")
 if "goal" in g:
     print("goal: " + json.dumps(g["goal"]))
-dp = g.get("data_pipeline", {})
-if "error" in dp:
-    print("  data pipeline: ERROR", dp["error"])
-for e in dp.get("vs_train_step", []):
-    print(f"  data vs {e['row']}: " + ", ".join(f"{k.replace('_fraction_of_step', '')} {100 * v:.1f}%"
-                                               for k, v in e.items() if k.endswith("_fraction_of_step")))
 EOF
   fi
   echo "files: $(ls "$OUTD" | tr '\n' ' ')"

@@ -7,9 +7,10 @@
 
 Sections (every line starts with "[check]" and is flushed at once, so a killed run still shows what it measured):
 
-1. train-step throughput: the ``ntu`` preset model (CS-T, rFA, SLnL with m1=3), SMFL on the three heads (Eq. 21),
-   Adam (wd 5e-4), bf16 autocast, random inputs already on the device; ``--warmup`` steps untimed, then ``--steps``
-   timed steps (CUDA-synchronised). Prints samples/s, ms/step and peak allocated memory per batch size.
+1. train-step throughput: the engine's training step (``slnl.engine.step.TrainStep``, the one fit() runs) of the
+   ``ntu`` preset's TrainConfig (CS-T, rFA, SLnL with m1=3; its loss and optimiser), bf16, random inputs already on
+   the device; ``--warmup`` steps untimed, then ``--steps`` timed steps (CUDA-synchronised). Prints samples/s,
+   ms/step and peak allocated memory per batch size.
 2. CUDA vs CPU: one set of weights, eval mode, fp32 (TF32 off) forward on both devices; max |difference| of the
    logits relative to their scale must be < 1e-4.
 3. fit(): the real engine on a random store written to a temporary directory (``data_mode=gpu``, bf16, one short
@@ -25,12 +26,18 @@ import json
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing slnl
+
+from slnl.engine import evaluate, fit  # noqa: E402
+from slnl.engine.config import TrainConfig  # noqa: E402
+from slnl.engine.step import TrainStep, build  # noqa: E402
+from slnl.models import build as build_model  # noqa: E402
 
 
 def say(msg: str) -> None:
@@ -61,62 +68,46 @@ def make_random_store(root: Path, n_train: int, n_test: int, num_classes: int, C
 
 def throughput(model_kw: dict, preset: str, batch: int, steps: int, warmup: int, device: torch.device,
                precision: str, compile_: bool) -> None:
-    from slnl.losses import MultiTaskLoss, make_loss
-    from slnl.models import build
-
-    torch.manual_seed(0)
-    model = build(preset, **model_kw).to(device).train()
-    cfg = model.config
-    net = torch.compile(model) if compile_ else model
-    loss_fn = MultiTaskLoss(make_loss("SMFL", gamma=2.0, m=0.4))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=5e-4)
-    x = torch.randn(batch, cfg.in_channels, cfg.T, cfg.num_joints, cfg.num_persons, device=device)
-    y = torch.randint(0, cfg.num_classes, (batch,), device=device)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-
-    def step() -> torch.Tensor:
-        opt.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            heads = net(x)
-        heads = type(heads)(*[h.float() if h is not None else None for h in heads])
-        loss, _ = loss_fn(heads, y)
-        loss.backward()
-        opt.step()
-        return loss.detach()
-
+    """The engine's own training step (``slnl.engine.step``: built from the TrainConfig as fit() builds it, called as
+    fit() calls it) on random inputs already on the device: samples/s over ``steps`` steps after ``warmup``."""
+    cfg = TrainConfig(preset=preset, model=model_kw, batch_size=batch, precision=precision, device=str(device),
+                      compile=compile_).resolve()
+    t = build(cfg, device)
+    step = TrainStep(t, cfg.accum_steps, cfg.sync_every)
+    c = t.model.config
+    x = torch.randn(batch, c.in_channels, c.T, c.num_joints, c.num_persons, device=device)
+    y = torch.randint(0, c.num_classes, (batch,), device=device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     t0 = time.perf_counter()
-    for _ in range(warmup):
-        loss = step()
+    for i in range(warmup):
+        res = step(x, y, global_step=i + 1)
     sync()
     t_warm = time.perf_counter() - t0
     t0 = time.perf_counter()
-    for _ in range(steps):
-        loss = step()
+    for i in range(steps):
+        res = step(x, y, global_step=warmup + i + 1)
     sync()
     dt = time.perf_counter() - t0
     peak = f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB" if device.type == "cuda" else "n/a (CPU)"
-    ok = bool(torch.isfinite(loss))
-    say(f"train {preset} m1={cfg.m1} {precision} batch={batch}{' compiled' if compile_ else ''}: "
+    ok = res.nonfinite is None and bool(torch.isfinite(res.loss))
+    say(f"train {preset} m1={c.m1} {precision} batch={batch}{' compiled' if compile_ else ''}: "
         f"{batch * steps / dt:.1f} samples/s, {dt / steps * 1e3:.1f} ms/step, peak {peak}, "
-        f"warm-up {warmup} steps {t_warm:.1f}s, final loss {float(loss):.4f} {'finite' if ok else 'NOT FINITE'}")
+        f"warm-up {warmup} steps {t_warm:.1f}s, final loss {float(res.loss):.4f} {'finite' if ok else 'NOT FINITE'}")
     if not ok:
         raise SystemExit("[check] FAIL: non-finite loss")
 
 
 def cuda_vs_cpu(model_kw: dict, preset: str, batch: int) -> bool:
-    from slnl.models import build
-
     if not torch.cuda.is_available():
         say("cuda-vs-cpu: SKIP (no CUDA device)")
         return True
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     torch.manual_seed(0)
-    cpu_model = build(preset, **model_kw).eval()
-    gpu_model = build(preset, **model_kw).eval()
+    cpu_model = build_model(preset, **model_kw).eval()
+    gpu_model = build_model(preset, **model_kw).eval()
     gpu_model.load_state_dict(cpu_model.state_dict())
     gpu_model.cuda()
     cfg = cpu_model.config
@@ -137,8 +128,6 @@ def cuda_vs_cpu(model_kw: dict, preset: str, batch: int) -> bool:
 
 
 def fit_check(model_kw: dict, preset: str, batch: int, steps: int, device: str, tiny: bool) -> bool:
-    from slnl.engine import evaluate, fit
-
     T = 32 if tiny else 64
     with tempfile.TemporaryDirectory() as tmp:
         store = make_random_store(Path(tmp) / "store", n_train=batch * steps, n_test=2 * batch,
@@ -155,7 +144,7 @@ def fit_check(model_kw: dict, preset: str, batch: int, steps: int, device: str, 
         # evaluate() reads the store through the CPU dataset in a fresh model; under bf16 and cuDNN autotuning a
         # near-tie may flip one prediction, so agreement within one test sample passes.
         agree = abs(ev["top1"] - res.top1) <= 1.0 / ev["n"] + 1e-12
-        ok = (agree and {"last.pt", "best.pt", "result.json", "metrics.csv"} <= set(files)
+        ok = (agree and {"last.pt", "result.json", "metrics.csv"} <= set(files)
               and np.isfinite(h["train"]["loss"]["total"]))
         say(f"fit(): {h['train']['steps']} steps of {batch} on {res.result['device']['name']} "
             f"({res.result['device']['precision']}, data_mode={res.result['device']['data_mode']}): engine "
@@ -181,10 +170,6 @@ def engine_throughput(model_kw: dict, preset: str, batch: int, steps: int, devic
     """fit()'s own training rate, epoch 2 of 2 (epoch 1 holds the warm-up and any compilation), per variant; on
     CUDA also the host-device synchronisations per training step that PyTorch reports
     (``torch.cuda.set_sync_debug_mode("warn")``, counted over both epochs and the evaluation)."""
-    import warnings
-
-    from slnl.engine import fit
-
     T = 32 if tiny else 64
     out: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:

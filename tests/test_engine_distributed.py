@@ -13,7 +13,8 @@ import torch
 from slnl.engine import checkpoint as ckpt
 from slnl.engine import fit
 from slnl.engine.distributed import DistInfo
-from slnl.engine.fit import _rank_positions
+from slnl.engine.fetch import rank_positions
+from slnl.engine.metrics import TEST
 from test_engine_fit import make_tiny_store, tiny_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -24,9 +25,9 @@ def test_rank_positions_partition_the_global_batch():
 
     order = np.random.default_rng(0).permutation(40)
     for step in range(5):
-        shares = [_rank_positions(order, step, 8, DistInfo(rank=r, world_size=4)) for r in range(4)]
+        shares = [rank_positions(order, step, 8, DistInfo(rank=r, world_size=4)) for r in range(4)]
         assert np.array_equal(np.concatenate(shares), order[step * 8 : (step + 1) * 8])
-        assert np.array_equal(_rank_positions(order, step, 8, DistInfo()), order[step * 8 : (step + 1) * 8])
+        assert np.array_equal(rank_positions(order, step, 8, DistInfo()), order[step * 8 : (step + 1) * 8])
 
 
 def torchrun(args, env_extra=None):
@@ -67,7 +68,7 @@ def test_two_process_ddp_resumes_and_matches_one_process(tmp_path):
     for h1, h2 in zip(r1["metrics"], r2["metrics"], strict=True):
         assert h2["train"]["samples"] == h1["train"]["samples"] == 32  # all-reduced over both processes
         assert h2["train"]["loss"]["total"] == pytest.approx(h1["train"]["loss"]["total"], rel=1e-4)
-        assert h2["val"]["n"] == 16  # every test sample evaluated exactly once across the two processes
+        assert h2[TEST]["n"] == 16  # every test sample evaluated exactly once across the two processes
     assert r2["device"]["world_size"] == 2 and sum(map(sum, r2["confusion"])) == 16
 
 

@@ -15,6 +15,7 @@ import torch
 
 from slnl.engine import NonFiniteLossError, TrainConfig, evaluate, fit, resume
 from slnl.engine import checkpoint as ckpt
+from slnl.engine.metrics import TEST, TEST_TOP1
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_MODEL = dict(channels=(8, 8, 16, 16, 16, 16), T=16, new_joints=4, K=2)
@@ -119,8 +120,10 @@ def test_one_step_is_adam_on_the_multitask_smfl_loss(tiny_store, tmp_path):
 def test_run_directory_and_result(tiny_store, tmp_path):
     run = tmp_path / "run"
     res = fit(tiny_config(tiny_store, run, epochs=3, lr=2e-3, lr_decay=0.5))
-    for f in ("config.yaml", "metrics.jsonl", "metrics.csv", "result.json", "last.pt", "best.pt"):
+    for f in ("config.yaml", "metrics.jsonl", "metrics.csv", "result.json", "last.pt"):
         assert (run / f).is_file(), f
+    # Nothing is selected on the test split: no best-epoch checkpoint, no best-epoch numbers.
+    assert not (run / "best.pt").exists()
     r = json.loads((run / "result.json").read_text())
     assert r == res.result and res.run_dir == run
     conf = np.array(r["confusion"])
@@ -128,8 +131,9 @@ def test_run_directory_and_result(tiny_store, tmp_path):
     assert r["top1"] == pytest.approx(np.trace(conf) / conf.sum()) and 0 <= r["top1"] <= r["top5"] <= 1
     assert r["per_class_accuracy"] == pytest.approx(list(np.diag(conf) / conf.sum(1)))
     assert r["last_epoch"] == 3 and r["n_train"] == 32 and r["dataset"] == "tiny-test"
-    for key in ("software", "git_commit", "device", "timings", "config", "model_config", "metrics", "best"):
+    for key in ("software", "git_commit", "device", "timings", "config", "model_config", "metrics"):
         assert key in r
+    assert "best" not in r and r["schema"] == 2
     assert r["software"]["torch"] == torch.__version__ and r["device"]["type"] == "cpu"
     # Exponential decay per epoch, as in §4.1.
     assert [h["lr"] for h in r["metrics"]] == pytest.approx([2e-3, 1e-3, 5e-4])
@@ -139,15 +143,15 @@ def test_run_directory_and_result(tiny_store, tmp_path):
     import csv
 
     rows = list(csv.DictReader((run / "metrics.csv").open()))
-    assert [float(x["val_top1"]) for x in rows] == [h["val"]["top1"] for h in lines]
+    assert [float(x[TEST_TOP1]) for x in rows] == [h[TEST]["top1"] for h in lines]
+    assert TEST_TOP1 == "test_top1" and "val" not in lines[0] and not any(c.startswith("val") for c in rows[0])
     assert [float(x["train_loss_c"]) for x in rows] == [h["train"]["loss"]["c"] for h in lines]
     # Train loss is the sum of the three heads (Eq. 21), averaged per sample.
     for h in lines:
         tl = h["train"]["loss"]
         assert tl["total"] == pytest.approx(tl["p"] + tl["v"] + tl["c"])
-    # best = argmax of test top-1 over epochs; result top1 = the final epoch's.
-    best = max(lines, key=lambda h: h["val"]["top1"])
-    assert r["best"]["top1"] == best["val"]["top1"] and r["top1"] == lines[-1]["val"]["top1"]
+    # The reported numbers are the final epoch's (as the paper reports), not the best epoch's on the test split.
+    assert (r["top1"], r["top5"]) == (lines[-1][TEST]["top1"], lines[-1][TEST]["top5"])
     # The saved configuration is the resolved one and trains the same run.
     saved = TrainConfig.load(run / "config.yaml")
     assert saved.lr == 2e-3 and saved.precision == "fp32" and saved.model["num_classes"] == 4
@@ -181,6 +185,34 @@ def test_evaluate_recomputes_the_final_numbers_independently(tiny_store, tmp_pat
     assert (printed["top1"], printed["top5"], printed["n"]) == (ev["top1"], ev["top5"], 16)
     assert json.loads((tmp_path / "ev.json").read_text())["confusion"] == ev["confusion"]
     assert main(["eval", str(tmp_path / "nothing")]) == 2
+    # Only the final model exists: no checkpoint is chosen on the test split.
+    with pytest.raises(ValueError, match="expected 'last'"):
+        evaluate(run, checkpoint="best")
+
+
+def test_a_fresh_run_removes_a_stale_best_checkpoint_and_resume_renames_old_history(tiny_store, tmp_path):
+    """Directories written before the test evaluation was named ``test``: overwrite leaves no stale best.pt beside
+    the new run; a resumed old checkpoint's history entries are renamed, so the metrics files use one name."""
+    from slnl.engine.metrics import upgrade_history
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "best.pt").write_bytes(b"stale")
+    fit(tiny_config(tiny_store, run, epochs=1, max_steps_per_epoch=1, overwrite=True))
+    assert not (run / "best.pt").exists()
+    old = [{"epoch": 1, "train": {}, "val": {"top1": 0.5}}, {"epoch": 2, "train": {}, "val": None}]
+    assert upgrade_history(old) == [{"epoch": 1, "train": {}, TEST: {"top1": 0.5}},
+                                    {"epoch": 2, "train": {}, TEST: None}]
+    assert upgrade_history(upgrade_history(old)) == upgrade_history(old)  # idempotent
+    # through a real resume: rewrite the checkpoint's history with the old key, train on one more epoch
+    state = ckpt.load(run / "last.pt")
+    state["history"] = [{("val" if k == TEST else k): v for k, v in h.items()} for h in state["history"]]
+    ckpt.save(state, run / "last.pt")
+    (run / "result.json").unlink()
+    res = resume(run, epochs=2)
+    lines = [json.loads(s) for s in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [sorted(h) for h in lines] == [sorted(h) for h in res.history] and all(TEST in h for h in lines)
+    assert not any("val" in h for h in lines)
 
 
 def test_finished_runs_are_protected_and_returned(tiny_store, tmp_path):
@@ -291,14 +323,14 @@ def test_store_mismatch_and_bad_batch_are_clear_errors(tiny_store, tmp_path):
 def test_gpu_fetcher_equals_cpu_fetcher(tiny_store):
     """The GPU-resident path (exercised here on the CPU device) gives the same batches as the dataset."""
     from slnl import data as sdata
-    from slnl.engine.fit import _CPUFetcher, _GPUFetcher
+    from slnl.engine.fetch import CPUFetcher, GPUFetcher
 
     for subset in ("train", "test"):
         ds = sdata.load(tiny_store, "xsub", subset, T=16, seed=3)
         ds.set_epoch(2)
         pos = np.array([5, 0, 3, 3, len(ds) - 1])
-        xc, yc = _CPUFetcher(ds, pin=False)(pos)
-        xg, yg = _GPUFetcher(ds, torch.device("cpu"), torch.float32)(pos)
+        xc, yc = CPUFetcher(ds, pin=False)(pos)
+        xg, yg = GPUFetcher(ds, torch.device("cpu"), torch.float32)(pos)
         assert torch.equal(xc, xg) and torch.equal(yc, yg)
 
 
@@ -312,7 +344,7 @@ def test_progress_bar_only_when_asked(tiny_store, tmp_path, capsys):
 
 def test_single_stream_row_reports_only_its_head(tiny_store, tmp_path):
     res = fit(tiny_config(tiny_store, tmp_path / "run", epochs=1, max_steps_per_epoch=2, model=dict(transform="Pos-N")))
-    tl, vl = res.history[0]["train"]["loss"], res.history[0]["val"]["loss"]
+    tl, vl = res.history[0]["train"]["loss"], res.history[0][TEST]["loss"]
     assert tl["p"] is None and tl["v"] is None and tl["total"] == pytest.approx(tl["c"])
     assert vl["p"] is None and vl["v"] is None and vl["total"] == pytest.approx(vl["c"])
     ev = evaluate(tmp_path / "run")  # slnl eval reports no loss for the absent heads either (not a fabricated 0)
@@ -447,7 +479,7 @@ def test_compiled_training_with_cuda_graph_mode_and_deferred_sync_runs_end_to_en
                           sync_every=2))
     h, e = res.history[0], eager.history[0]
     assert res.result["config"]["compile_mode"] == "reduce-overhead" and res.result["config"]["fused_adam"] is True
-    assert h["train"]["samples"] == e["train"]["samples"] and h["val"]["n"] == e["val"]["n"]
+    assert h["train"]["samples"] == e["train"]["samples"] and h[TEST]["n"] == e[TEST]["n"]
     assert np.isfinite(h["train"]["loss"]["total"])
     assert h["train"]["loss"]["total"] == pytest.approx(e["train"]["loss"]["total"], rel=0.2)
     assert (tmp_path / "compiled" / "result.json").is_file()

@@ -10,10 +10,13 @@ import io
 import json
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable
 
 import torch
 from torch import Tensor
+
+from slnl.utils import atomic_write_text
 
 
 def topk_hits(logits: Tensor, target: Tensor, ks: Iterable[int] = (1, 5)) -> dict[int, int]:
@@ -85,30 +88,32 @@ class EvalAccumulator:
 # Per-epoch metrics files. History is the list of per-epoch dicts kept in the checkpoint; the files are rewritten
 # from it atomically every epoch, so they always agree with the checkpoint a resumed run continues from.
 # ---------------------------------------------------------------------------------------------------------------
+# The per-epoch evaluation is on the *test* split and is named so: the paper (§4.1) has no validation split, and
+# nothing (no epoch, no checkpoint) is selected on these numbers; a run reports its final epoch.
+TEST = "test"  # key of a history entry's test evaluation: {top1, top5, loss {total, p, v, c}, n}, or null
+TEST_TOP1, TEST_TOP5, TEST_LOSS = f"{TEST}_top1", f"{TEST}_top5", f"{TEST}_loss"  # its metrics.csv columns
+
 CSV_COLUMNS = (
-    "epoch", "lr", "train_loss", "train_loss_p", "train_loss_v", "train_loss_c", "train_top1", "val_top1", "val_top5",
-    "val_loss", "epoch_time_s", "samples_per_s", "steps",
+    "epoch", "lr", "train_loss", "train_loss_p", "train_loss_v", "train_loss_c", "train_top1", TEST_TOP1, TEST_TOP5,
+    TEST_LOSS, "epoch_time_s", "samples_per_s", "steps",
 )
 
 
 def flat_row(h: dict[str, Any]) -> dict[str, Any]:
-    """One history entry → one CSV row (nested train/val dicts flattened, missing values empty)."""
-    tr, va = h.get("train", {}), h.get("val") or {}
+    """One history entry → one CSV row (nested train/test dicts flattened, missing values empty)."""
+    tr, te = h.get("train", {}), h.get(TEST) or {}
     tl = tr.get("loss", {})
     return {
         "epoch": h["epoch"], "lr": h["lr"],
         "train_loss": tl.get("total"), "train_loss_p": tl.get("p"), "train_loss_v": tl.get("v"),
         "train_loss_c": tl.get("c"), "train_top1": tr.get("top1"),
-        "val_top1": va.get("top1"), "val_top5": va.get("top5"), "val_loss": (va.get("loss") or {}).get("total"),
+        TEST_TOP1: te.get("top1"), TEST_TOP5: te.get("top5"), TEST_LOSS: (te.get("loss") or {}).get("total"),
         "epoch_time_s": h.get("epoch_time_s"), "samples_per_s": h.get("samples_per_s"), "steps": tr.get("steps"),
     }
 
 
 def write_metrics(run_dir: str | os.PathLike, history: list[dict[str, Any]]) -> None:
-    from pathlib import Path
-
-    from slnl.utils import atomic_write_text
-
+    """``metrics.jsonl`` (one history entry per line) and ``metrics.csv`` (``flat_row`` of each), atomically."""
     run_dir = Path(run_dir)
     atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
     buf = io.StringIO()
@@ -117,3 +122,10 @@ def write_metrics(run_dir: str | os.PathLike, history: list[dict[str, Any]]) -> 
     for h in history:
         w.writerow({k: ("" if v is None else v) for k, v in flat_row(h).items()})
     atomic_write_text(run_dir / "metrics.csv", buf.getvalue())
+
+
+def upgrade_history(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """History entries of a checkpoint written before the test evaluation was named ``test`` (its key was ``val``),
+    renamed, so that a resumed run's metrics files use one name throughout."""
+    return [{(TEST if k == "val" else k): v for k, v in h.items()} if "val" in h and TEST not in h else h
+            for h in history]
