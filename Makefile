@@ -1,4 +1,5 @@
-# The two commands of the README: `make reproduce` and `make test`. Both bootstrap .venv from a fresh clone.
+# The two commands of the README: `make reproduce` and `make test`. Both bootstrap .venv from a fresh clone, from
+# requirements.lock (every package pinned, the CPU build of torch), so that every run uses the same, tested set.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -12,29 +13,38 @@ DATA_ROOT ?=
 SCALE     ?= cpu
 SEEDS     ?= 0
 DEVICE    ?= auto
-KERNEL    := slnl
 
-.PHONY: venv test reproduce kernel bench clean-results lab
+.PHONY: venv test reproduce kernel bench lab
 
-$(VENV)/.installed: pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+# A changed lock gets a fresh .venv: nothing that the lock no longer lists stays installed.
+$(VENV)/.locked: requirements.lock
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements.lock
+	touch $@
+
+# slnl itself, editable (again when its version changes); its dependencies are the lock's (--no-deps: pip resolves
+# nothing here).
+$(VENV)/.installed: $(VENV)/.locked pyproject.toml slnl/__init__.py
+	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
 venv: $(VENV)/.installed
 
-kernel: $(VENV)/.installed
-	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (slnl)" >/dev/null
-
-test: kernel
+test: $(VENV)/.installed
 	$(PY) -m pytest -n 2 -q --timeout 900
 
-reproduce: kernel
-	$(PY) -m slnl reproduce --dataset $(DATASET) --data-root "$(DATA_ROOT)" --scale $(SCALE) --seeds $(SEEDS) --device $(DEVICE) --kernel $(KERNEL)
+# The notebooks run in the `python3` kernel, i.e. .venv's own interpreter (no kernel to register).
+reproduce: $(VENV)/.installed
+	$(PY) -m slnl reproduce --dataset $(DATASET) --data-root "$(DATA_ROOT)" --scale $(SCALE) --seeds $(SEEDS) --device $(DEVICE)
 
 bench: $(VENV)/.installed
 	$(PY) -m slnl bench --preset cpu --json results/bench/cpu.json
 
-lab: kernel
+lab: $(VENV)/.installed
 	$(VENV)/bin/jupyter lab notebooks/
+
+# Optional: registers .venv as the Jupyter kernel "Python (slnl)" for your user, so that a JupyterLab installed
+# elsewhere can run the notebooks in it (pick it in the kernel menu). Neither `make test` nor `make reproduce` uses it.
+kernel: $(VENV)/.installed
+	$(PY) -m ipykernel install --user --name slnl --display-name "Python (slnl)" >/dev/null

@@ -4,4 +4,4 @@ The package follows the paper section by section (see README's "paper → code" 
 ``slnl.models`` (§3.1–3.3), ``slnl.losses`` (§3.4), ``slnl.data`` (§4.1 datasets and sampling),
 ``slnl.engine`` (§4.1 protocol), ``slnl.experiments`` (Tables 1–6 as data), ``slnl.report``.
 """
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one place it is written: pyproject.toml reads it, `slnl --version` prints it

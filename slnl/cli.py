@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import sys
 
+from slnl import __version__
+
 COMMANDS = {
     "prepare": ("slnl.data.prepare", "Prepare a dataset into a store: ntu60 | ntu120 | kinetics | msr3d | npz | synthetic"),
     "train": ("slnl.engine.cli", "Train one configuration into a run directory"),
@@ -20,11 +22,14 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: slnl <command> [options]\n\ncommands:")
+        print("usage: slnl <command> [options] | slnl --version\n\ncommands:")
         for name, (_, help_) in COMMANDS.items():
             print(f"  {name:<10} {help_}")
         return 0 if argv else 2
     cmd, rest = argv[0], argv[1:]
+    if cmd in ("-V", "--version"):
+        print(f"slnl {__version__}")
+        return 0
     if cmd not in COMMANDS:
         print(f"slnl: unknown command {cmd!r}; expected one of {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
