@@ -12,7 +12,7 @@ from slnl import __version__
 COMMANDS = {
     "prepare": ("slnl.data.prepare", "Prepare a dataset into a store: ntu60 | ntu120 | kinetics | msr3d | npz | synthetic"),
     "train": ("slnl.engine.cli", "Train one configuration into a run directory"),
-    "eval": ("slnl.engine.cli", "Evaluate a run directory"),
+    "eval": ("slnl.engine.cli", "Evaluate a run (its directory or checkpoint file)"),
     "bench": ("slnl.bench.cli", "Throughput, memory, FLOPs and MFU of the training step; device check"),
     "sweep": ("slnl.sweep", "Run a paper table's rows as papermill executions"),
     "reproduce": ("slnl.sweep", "Run every table notebook and the report (make reproduce)"),

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from slnl.data.store import STORE_FORMAT, compute_fingerprint
 from slnl.engine import NonFiniteLossError, TrainConfig, evaluate, fit, resume
 from slnl.engine import checkpoint as ckpt
 from slnl.engine.metrics import TEST, TEST_TOP1
@@ -21,11 +22,13 @@ REPO = Path(__file__).resolve().parent.parent
 TINY_MODEL = dict(channels=(8, 8, 16, 16, 16, 16), T=16, new_joints=4, K=2)
 
 
-def make_tiny_store(root: Path, N: int = 48, C: int = 3, T: int = 40, V: int = 5, M: int = 2, K: int = 4) -> Path:
-    """A store per docs/design.md (x.npy, labels.npy, num_frames.npy, splits.npz, meta.json): K classes of sinusoids
-    with class-dependent frequency plus noise; clips of 10…T valid frames (zero beyond); every third row is test."""
+def make_tiny_store(root: Path, N: int = 48, C: int = 3, T: int = 40, V: int = 5, M: int = 2, K: int = 4,
+                    seed: int = 0) -> Path:
+    """A store per docs/design.md (x.npy, labels.npy, num_frames.npy, splits.npz, meta.json with its content
+    fingerprint): K classes of sinusoids with class-dependent frequency plus noise (drawn from ``seed``); clips of
+    10…T valid frames (zero beyond); every third row is test."""
     root.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     labels = np.arange(N) % K
     nf = rng.integers(10, T + 1, N)
     t = np.linspace(0, 1, T)[None, None, :, None, None]
@@ -38,9 +41,11 @@ def make_tiny_store(root: Path, N: int = 48, C: int = 3, T: int = 40, V: int = 5
     np.save(root / "num_frames.npy", nf.astype(np.int64))
     test = np.arange(N) % 3 == 0
     np.savez(root / "splits.npz", xsub_train=~test, xsub_test=test)
-    (root / "meta.json").write_text(json.dumps({
-        "dataset": "tiny-test", "class_names": [f"class{k}" for k in range(K)], "names": [f"s{i:03d}" for i in range(N)],
-        "splits": ["xsub"], "complete": True}))
+    meta = {"dataset": "tiny-test", "class_names": [f"class{k}" for k in range(K)],
+            "names": [f"s{i:03d}" for i in range(N)], "splits": ["xsub"], "format": STORE_FORMAT,
+            "prepared_at": f"test store, seed {seed}"}
+    meta["fingerprint"] = compute_fingerprint(root, meta)
+    (root / "meta.json").write_text(json.dumps({**meta, "complete": True}))
     return root
 
 
@@ -133,7 +138,11 @@ def test_run_directory_and_result(tiny_store, tmp_path):
     assert r["last_epoch"] == 3 and r["n_train"] == 32 and r["dataset"] == "tiny-test"
     for key in ("software", "git_commit", "device", "timings", "config", "model_config", "metrics"):
         assert key in r
-    assert "best" not in r and r["schema"] == 2
+    assert "best" not in r and r["schema"] == 3
+    # the store's identity: recorded in the result, the saved configuration and the checkpoint alike
+    fp = json.loads((tiny_store / "meta.json").read_text())["fingerprint"]
+    assert r["store_fingerprint"] == r["config"]["store_fingerprint"] == fp
+    assert ckpt.load(run / "last.pt")["config"]["store_fingerprint"] == fp
     assert r["software"]["torch"] == torch.__version__ and r["device"]["type"] == "cpu"
     # Exponential decay per epoch, as in §4.1.
     assert [h["lr"] for h in r["metrics"]] == pytest.approx([2e-3, 1e-3, 5e-4])
@@ -185,34 +194,18 @@ def test_evaluate_recomputes_the_final_numbers_independently(tiny_store, tmp_pat
     assert (printed["top1"], printed["top5"], printed["n"]) == (ev["top1"], ev["top5"], 16)
     assert json.loads((tmp_path / "ev.json").read_text())["confusion"] == ev["confusion"]
     assert main(["eval", str(tmp_path / "nothing")]) == 2
-    # Only the final model exists: no checkpoint is chosen on the test split.
-    with pytest.raises(ValueError, match="expected 'last'"):
-        evaluate(run, checkpoint="best")
+    # A checkpoint file is as good as its run directory: the same numbers.
+    assert evaluate(run / "last.pt")["confusion"] == ev["confusion"]
 
 
-def test_a_fresh_run_removes_a_stale_best_checkpoint_and_resume_renames_old_history(tiny_store, tmp_path):
-    """Directories written before the test evaluation was named ``test``: overwrite leaves no stale best.pt beside
-    the new run; a resumed old checkpoint's history entries are renamed, so the metrics files use one name."""
-    from slnl.engine.metrics import upgrade_history
-
+def test_a_fresh_run_removes_a_stale_best_checkpoint(tiny_store, tmp_path):
+    """A directory written when runs also kept best.pt: overwriting it leaves no stale best.pt beside the new run
+    (nothing would tell which of the two the final model is)."""
     run = tmp_path / "run"
     run.mkdir()
     (run / "best.pt").write_bytes(b"stale")
     fit(tiny_config(tiny_store, run, epochs=1, max_steps_per_epoch=1, overwrite=True))
-    assert not (run / "best.pt").exists()
-    old = [{"epoch": 1, "train": {}, "val": {"top1": 0.5}}, {"epoch": 2, "train": {}, "val": None}]
-    assert upgrade_history(old) == [{"epoch": 1, "train": {}, TEST: {"top1": 0.5}},
-                                    {"epoch": 2, "train": {}, TEST: None}]
-    assert upgrade_history(upgrade_history(old)) == upgrade_history(old)  # idempotent
-    # through a real resume: rewrite the checkpoint's history with the old key, train on one more epoch
-    state = ckpt.load(run / "last.pt")
-    state["history"] = [{("val" if k == TEST else k): v for k, v in h.items()} for h in state["history"]]
-    ckpt.save(state, run / "last.pt")
-    (run / "result.json").unlink()
-    res = resume(run, epochs=2)
-    lines = [json.loads(s) for s in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [sorted(h) for h in lines] == [sorted(h) for h in res.history] and all(TEST in h for h in lines)
-    assert not any("val" in h for h in lines)
+    assert not (run / "best.pt").exists() and (run / "last.pt").is_file()
 
 
 def test_finished_runs_are_protected_and_returned(tiny_store, tmp_path):
@@ -357,22 +350,29 @@ def test_split_aliases_are_canonical_in_the_saved_config(tiny_store, tmp_path):
 
 
 def test_rng_state_round_trip_and_checkpoint_errors(tmp_path):
-    state = ckpt.rng_state()
-    a = (random.random(), np.random.rand(), torch.rand(3))
-    ckpt.set_rng_state(state)
-    b = (random.random(), np.random.rand(), torch.rand(3))
-    assert a[:2] == b[:2] and torch.equal(a[2], b[2])
+    random.gauss(0, 1), np.random.standard_normal()  # both cache a second normal deviate: part of the state
+    ckpt.save({"rng": ckpt.rng_state()}, tmp_path / "rng.pt")  # through the file, as a resumed run reads it
+    draw = lambda: (random.random(), random.gauss(0, 1), np.random.rand(), np.random.standard_normal(),  # noqa: E731
+                    torch.rand(3))
+    a = draw()
+    ckpt.set_rng_state(ckpt.load(tmp_path / "rng.pt")["rng"])
+    b = draw()
+    assert a[:4] == b[:4] and torch.equal(a[4], b[4])
     ckpt.save({"x": torch.arange(3)}, tmp_path / "c.pt")
     assert torch.equal(ckpt.load(tmp_path / "c.pt")["x"], torch.arange(3))
     data = (tmp_path / "c.pt").read_bytes()
     (tmp_path / "half.pt").write_bytes(data[: len(data) // 2])
-    with pytest.raises(RuntimeError, match=r"half\.pt: cannot read checkpoint"):
+    with pytest.raises(ckpt.CheckpointError, match=r"half\.pt: cannot read checkpoint"):
         ckpt.load(tmp_path / "half.pt")
     torch.save({"weights": 1}, tmp_path / "foreign.pt")
-    with pytest.raises(RuntimeError, match=r"foreign\.pt: not an slnl checkpoint"):
+    with pytest.raises(ckpt.CheckpointError, match=r"foreign\.pt: not an slnl checkpoint"):
         ckpt.load(tmp_path / "foreign.pt")
     with pytest.raises(FileNotFoundError, match="missing.pt"):
         ckpt.load(tmp_path / "missing.pt")
+    # what weights_only could not load again is refused when written, not when needed
+    with pytest.raises(TypeError, match=r"state\['x'\]\[1\]: numpy.ndarray is not a tensor"):
+        ckpt.save({"x": [1, np.zeros(2)]}, tmp_path / "np.pt")
+    assert not (tmp_path / "np.pt").exists()
 
 
 # ---------------------------------------------------------------------------------------------------- sync_every

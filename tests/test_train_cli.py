@@ -15,6 +15,7 @@ import torch
 import yaml
 
 from slnl import experiments as ex
+from slnl.data.store import STORE_FORMAT, compute_fingerprint
 from slnl.engine import cli
 from slnl.engine.config import TrainConfig, as_config
 
@@ -193,9 +194,10 @@ def _two_split_store(root: Path, N: int = 36, T: int = 24, V: int = 5, K: int = 
     np.save(root / "num_frames.npy", np.full(N, T, dtype=np.int64))
     test_s, test_v = np.arange(N) % 3 == 0, np.arange(N) % 3 == 1
     np.savez(root / "splits.npz", xsub_train=~test_s, xsub_test=test_s, xview_train=~test_v, xview_test=test_v)
-    (root / "meta.json").write_text(json.dumps({
-        "dataset": "tiny-two-splits", "class_names": [f"c{k}" for k in range(K)],
-        "names": [f"s{i:03d}" for i in range(N)], "splits": ["xsub", "xview"], "complete": True}))
+    meta = {"dataset": "tiny-two-splits", "class_names": [f"c{k}" for k in range(K)],
+            "names": [f"s{i:03d}" for i in range(N)], "splits": ["xsub", "xview"], "format": STORE_FORMAT}
+    meta["fingerprint"] = compute_fingerprint(root, meta)
+    (root / "meta.json").write_text(json.dumps({**meta, "complete": True}))
     return root
 
 

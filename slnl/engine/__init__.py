@@ -1,10 +1,12 @@
-"""§4.1 protocol as code: ``fit(config) -> Result``, ``evaluate(run_dir)``, ``resume(run_dir)``, ``TrainConfig``.
+"""§4.1 protocol as code: ``fit(config) -> Result``, ``evaluate(run)``, ``resume(run_dir)``, ``TrainConfig``.
 
-``fit`` trains one configuration into a run directory (``config.yaml``, ``metrics.jsonl``/``.csv``, ``last.pt``,
-``best.pt``, ``result.json``; the result.json schema is documented in ``slnl.engine.fit``). Runs resume bit for bit
-from ``last.pt`` (``resume=True``), stop cleanly on SIGTERM/SIGINT with a checkpoint, refuse to overwrite finished
-work, and run on one CPU, one GPU (fp32/bf16/fp16, ``torch.compile``, GPU-resident data) or many processes under
-``torchrun`` (DDP; ``batch_size`` is the global batch — see ``slnl.engine.config``).
+``fit`` trains one configuration into a run directory (``config.yaml``, ``metrics.jsonl``/``.csv``, ``last.pt`` — the
+one checkpoint, the final model —, ``result.json``; the result.json schema is documented in ``slnl.engine.fit``).
+Runs resume bit for bit from ``last.pt`` (``resume=True``), stop cleanly on SIGTERM/SIGINT with a checkpoint, refuse
+to overwrite finished work, record the content fingerprint of the store they train on (and refuse to resume or be
+evaluated on a store whose content changed), load checkpoints without running code from them, and run on one CPU,
+one GPU (fp32/bf16/fp16, ``torch.compile``, GPU-resident data) or many processes under ``torchrun`` (DDP;
+``batch_size`` is the global batch — see ``slnl.engine.config``).
 """
 from slnl.engine.config import PROTOCOL, TrainConfig
 from slnl.engine.fit import (

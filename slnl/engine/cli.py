@@ -11,8 +11,13 @@ data.
 
 Multi-GPU / multi-node: ``torchrun --nproc_per_node=N -m slnl train …`` (``--batch-size`` stays the global batch).
 
-Exit status: 0 done; 2 bad configuration / refused to overwrite; 3 non-finite loss; 128+signal when stopped by
-SIGTERM/SIGINT after writing a checkpoint (143 / 130).
+``slnl eval RUN`` evaluates the final model of a run: ``RUN`` is a run directory (its ``last.pt``) or a checkpoint
+file. A run keeps one checkpoint (no ``best.pt``: nothing is selected on the test split).
+
+Exit status: 0 done; 2 bad configuration, bad or refused file (a checkpoint that would need arbitrary unpickling, of
+another model version, a store whose content changed), refused to overwrite — each said in one line on stderr,
+before any work, leaving nothing behind; 3 non-finite loss; 128+signal when stopped by SIGTERM/SIGINT after writing
+a checkpoint (143 / 130).
 """
 from __future__ import annotations
 
@@ -34,9 +39,9 @@ from slnl.engine.config import (
     PRECISIONS,
     PROTOCOL,
     TrainConfig,
-    resolve_device,
-    resolve_precision,
 )
+from slnl.engine.device import resolve_device, resolve_precision
+from slnl.engine.step import check_model
 
 S = argparse.SUPPRESS
 # Flags that map to ModelConfig fields (slnl.models.build overrides), and their types.
@@ -113,6 +118,8 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-progress", dest="progress", action="store_false")
     g.add_argument("--deterministic", action="store_true")
     g.add_argument("--sync-bn", dest="sync_bn", action="store_true")
+    g.add_argument("--tensorboard", action="store_true",
+                   help="TensorBoard scalars per epoch in <out>/tensorboard/ (pip install 'slnl[tensorboard]')")
     return p
 
 
@@ -178,6 +185,7 @@ def dry_run(cfg: TrainConfig) -> str:
     """The resolved configuration as YAML: ``resolve()``, the split's store name, ``precision`` for the device the
     run would use. Touches no file and generates no data."""
     cfg = cfg.resolve()
+    check_model(cfg)
     cfg.split = canonical_split(cfg.split)  # as fit() saves it: CS -> xsub, CV -> xview
     cfg.precision = resolve_precision(cfg.precision, resolve_device(cfg.device))
     head = ("# slnl train --dry-run: the resolved configuration. data: null = the built-in synthetic store; "
@@ -186,14 +194,15 @@ def dry_run(cfg: TrainConfig) -> str:
 
 
 def eval_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="slnl eval", description="Evaluate a run directory (central crop).")
-    p.add_argument("run_dir")
+    p = argparse.ArgumentParser(prog="slnl eval",
+                                description="Evaluate the final model of a run (central crop) on its store.")
+    p.add_argument("run", metavar="RUN", help="run directory (its last.pt) or checkpoint file")
     p.add_argument("--split", default=None, help="default: the run's split")
     p.add_argument("--subset", default="test", choices=("train", "test"))
-    p.add_argument("--checkpoint", default="last", choices=("last", "best"))
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", dest="batch_size", type=int, default=None)
-    p.add_argument("--data", default=None, help="store directory (default: the run's)")
+    p.add_argument("--data", default=None,
+                   help="where the run's store is now (default: where it was); it must hold the same data")
     p.add_argument("--json", default=None, help="also write the full result (confusion matrix …) to this file")
     return p
 
@@ -236,8 +245,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"top1 {res.top1:.4f}  top5 {res.top5:.4f}  run {res.run_dir}")
             return 0
         args = eval_parser().parse_args(rest)
-        out = evaluate(args.run_dir, split=args.split, subset=args.subset, checkpoint=args.checkpoint,
-                       device=args.device, batch_size=args.batch_size, data=args.data)
+        out = evaluate(args.run, split=args.split, subset=args.subset, device=args.device,
+                       batch_size=args.batch_size, data=args.data)
         if args.json:
             from slnl.utils import atomic_write_json
 

@@ -33,7 +33,6 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 
 from slnl.experiments import adopted
@@ -85,7 +84,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model
     compile_mode: str = "default"  # with compile: torch.compile mode; "reduce-overhead" = CUDA graphs
     fused_adam: bool = False  # torch.optim.Adam(fused=True): one kernel per update (resolve(): True if sync_every > 1)
-    sync_every: int = 1  # host-device synchronisations: every step (1), or every N steps (see fit._train_epoch)
+    sync_every: int = 1  # host-device synchronisations: every step (1), or every N steps (see slnl.engine.step)
     out: str | None = None  # run directory; None = results/runs/<preset>-<split>-<loss>-seed<k>-<hash>
     resume: bool = False  # continue the run in `out` from last.pt (a finished run returns its result)
     overwrite: bool = False  # allow replacing a run directory that holds a checkpoint or a finished result
@@ -99,6 +98,10 @@ class TrainConfig:
     accum_steps: int = 1  # micro-batches per process per optimiser step (gradient accumulation)
     sync_bn: bool = False  # SyncBatchNorm across processes (CUDA only); default: BN statistics per device
     eval_batch_size: int | None = None  # None = batch_size
+    tensorboard: bool = False  # TensorBoard scalars in <out>/tensorboard/ (needs: pip install 'slnl[tensorboard]')
+    # Content fingerprint of the store trained on (slnl.data.store.fingerprint); None = fit() records the store's.
+    # A run resumed, evaluated or analysed on a store with another fingerprint is refused (other data, same path).
+    store_fingerprint: str | None = None
 
     # ---------------------------------------------------------------------------------------------------------------
     @classmethod
@@ -224,23 +227,6 @@ def _depth(channels: Any) -> int | None:
     if channels is None:
         return None
     return len(channels) if isinstance(channels, (list, tuple)) else 1
-
-
-def resolve_device(name: str) -> torch.device:
-    """``"auto"`` → ``cuda`` when CUDA is available, else ``cpu``; an explicit CUDA device must exist."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={name!r} but CUDA is not available in this torch build ({torch.__version__})")
-    return dev
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``"auto"`` → ``bf16`` on a CUDA device that supports it, else ``fp32`` (module docstring: why)."""
-    if precision == "auto":
-        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
-    return precision
 
 
 def _plain(obj: Any) -> Any:

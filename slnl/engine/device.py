@@ -16,17 +16,23 @@ import torch
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; an explicit CUDA device without CUDA is an error."""
+    """``auto`` → CUDA when available, else CPU. An explicit CUDA device without CUDA, or a name torch does not know,
+    is a ``ValueError`` (a bad argument: the command line prints it as one line, before any work starts)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"device={name!r}: expected auto, cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device={name!r} but CUDA is not available in this torch build ({torch.__version__})")
+        raise ValueError(f"device={name!r} but CUDA is not available in this torch build ({torch.__version__})")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device={name!r} but this machine has {torch.cuda.device_count()} CUDA device(s)")
     return dev
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` → bf16 on a CUDA device that supports it, else fp32."""
+    """``auto`` → bf16 on a CUDA device that supports it, else fp32 (``slnl.engine.config``'s docstring: why)."""
     if precision == "auto":
         return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
     return precision

@@ -92,10 +92,12 @@ class EvalAccumulator:
 # nothing (no epoch, no checkpoint) is selected on these numbers; a run reports its final epoch.
 TEST = "test"  # key of a history entry's test evaluation: {top1, top5, loss {total, p, v, c}, n}, or null
 TEST_TOP1, TEST_TOP5, TEST_LOSS = f"{TEST}_top1", f"{TEST}_top5", f"{TEST}_loss"  # its metrics.csv columns
+TRAIN_LOSS = "train_loss"  # the training loss L (Eq. 21) per sample; per head: TRAIN_LOSS_HEAD (its three terms)
+TRAIN_LOSS_HEAD = {h: f"{TRAIN_LOSS}_{h}" for h in ("p", "v", "c")}
 
 CSV_COLUMNS = (
-    "epoch", "lr", "train_loss", "train_loss_p", "train_loss_v", "train_loss_c", "train_top1", TEST_TOP1, TEST_TOP5,
-    TEST_LOSS, "epoch_time_s", "samples_per_s", "steps",
+    "epoch", "lr", TRAIN_LOSS, *TRAIN_LOSS_HEAD.values(), "train_top1", TEST_TOP1, TEST_TOP5, TEST_LOSS,
+    "epoch_time_s", "samples_per_s", "steps",
 )
 
 
@@ -105,8 +107,8 @@ def flat_row(h: dict[str, Any]) -> dict[str, Any]:
     tl = tr.get("loss", {})
     return {
         "epoch": h["epoch"], "lr": h["lr"],
-        "train_loss": tl.get("total"), "train_loss_p": tl.get("p"), "train_loss_v": tl.get("v"),
-        "train_loss_c": tl.get("c"), "train_top1": tr.get("top1"),
+        TRAIN_LOSS: tl.get("total"), **{col: tl.get(head) for head, col in TRAIN_LOSS_HEAD.items()},
+        "train_top1": tr.get("top1"),
         TEST_TOP1: te.get("top1"), TEST_TOP5: te.get("top5"), TEST_LOSS: (te.get("loss") or {}).get("total"),
         "epoch_time_s": h.get("epoch_time_s"), "samples_per_s": h.get("samples_per_s"), "steps": tr.get("steps"),
     }
@@ -122,10 +124,3 @@ def write_metrics(run_dir: str | os.PathLike, history: list[dict[str, Any]]) -> 
     for h in history:
         w.writerow({k: ("" if v is None else v) for k, v in flat_row(h).items()})
     atomic_write_text(run_dir / "metrics.csv", buf.getvalue())
-
-
-def upgrade_history(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """History entries of a checkpoint written before the test evaluation was named ``test`` (its key was ``val``),
-    renamed, so that a resumed run's metrics files use one name throughout."""
-    return [{(TEST if k == "val" else k): v for k, v in h.items()} if "val" in h and TEST not in h else h
-            for h in history]

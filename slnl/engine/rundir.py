@@ -1,21 +1,29 @@
 """The run directory: what it holds (``RUN_FILES``; contents documented in ``slnl.engine.fit``), what ``fit``
-returns (``Result``), and whether a directory is trained from scratch, resumed, or returned as finished.
+returns (``Result``), whether a directory is trained from scratch, resumed, or returned as finished, and whether
+the store a run recorded still holds its data (``check_store``).
 
 Finished or half-finished work is never replaced by accident: without ``resume`` or ``overwrite`` a directory that
-holds a run is an error, and resuming with a configuration that trains something else is an error too.
+holds a run is an error, and resuming with a configuration that trains something else, or on a store whose content
+changed since the run recorded its fingerprint, is an error too. A fresh directory is created only once everything
+the run needs has been built (``start_fresh``), so a run refused at the start leaves nothing behind.
 """
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from slnl.data.errors import StoreChangedError, StoreError
+from slnl.data.store import check_fingerprint
 from slnl.engine import distributed as D
+from slnl.engine.checkpoint import FILE as CHECKPOINT
 from slnl.engine.config import TrainConfig, config_diff
 
-RESULT_SCHEMA_VERSION = 2  # 2: per-epoch evaluation under "test" (was "val"); no "best" block, no best.pt
-RUN_FILES = ("config.yaml", "metrics.jsonl", "metrics.csv", "result.json", "last.pt")
+RESULT_SCHEMA_VERSION = 3  # 3: store_fingerprint; 2: per-epoch evaluation under "test", no "best" block, no best.pt
+RUN_FILES = ("config.yaml", "metrics.jsonl", "metrics.csv", "result.json", CHECKPOINT)
+RUN_DIRS = ("tensorboard",)  # written with TrainConfig.tensorboard
 # Written by earlier versions (schema 1): removed, like RUN_FILES, when a directory is started afresh.
 OLD_RUN_FILES = ("best.pt",)
 
@@ -41,37 +49,64 @@ class Result:
 
 
 def prepare(cfg: TrainConfig, info: D.DistInfo) -> tuple[str, Path]:
-    """``(action, run directory)``, action ∈ {'fresh', 'resume', 'finished'}; rank 0 decides, all follow. A fresh
-    directory is created and emptied of run files; ``cfg.out`` is set to the directory."""
+    """``(action, run directory)``, action ∈ {'fresh', 'resume', 'finished'}; rank 0 decides, all follow, and every
+    refusal is raised on every process. Nothing is written: a fresh directory is made by ``start_fresh`` once the
+    run is ready to write. ``cfg.out`` is set to the directory; ``cfg.store_fingerprint`` must be the store's."""
     run_dir = Path(cfg.out) if cfg.out else cfg.default_out()
     cfg.out = str(run_dir)
     decision: tuple[str, str | None] = ("fresh", None)
     if info.is_main:
         decision = _decide(cfg, run_dir)
     decision = D.broadcast_object(decision, info)
-    if decision[1] is not None:
-        raise FileExistsError(decision[1]) if decision[0] == "exists" else ValueError(decision[1])
-    if decision[0] == "fresh" and info.is_main:
+    kind, message = decision
+    if message is not None:
+        errors = {"exists": FileExistsError, "store": StoreChangedError, "unverifiable": StoreError}
+        raise errors.get(kind, ValueError)(message)
+    return kind, run_dir
+
+
+def start_fresh(run_dir: Path, info: D.DistInfo) -> None:
+    """Create the directory of a fresh run and remove the run files (and directories) a previous run left there;
+    files that are not the engine's are kept."""
+    if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         for f in RUN_FILES + OLD_RUN_FILES:
             (run_dir / f).unlink(missing_ok=True)
+        for d in RUN_DIRS:
+            shutil.rmtree(run_dir / d, ignore_errors=True)
     D.barrier(info)
-    return decision[0], run_dir
+
+
+def check_store(cfg: TrainConfig, what: str, store: str | None = None) -> None:
+    """Refuse, in one line, to use a run with a store (default: the one it trained on, ``cfg.data``) whose content
+    fingerprint is not the one the run recorded (``StoreChangedError``), or a run that recorded none (``StoreError``:
+    nothing could vouch that the data are the same). ``what`` names the run in the message."""
+    store = store or cfg.data
+    if not cfg.store_fingerprint:
+        raise StoreError(f"{what} recorded no store fingerprint (written by an earlier slnl), so nothing tells "
+                         f"whether {store} still holds the data it was trained on; train it again")
+    check_fingerprint(store, cfg.store_fingerprint, what)
 
 
 def _decide(cfg: TrainConfig, d: Path) -> tuple[str, str | None]:
-    finished, has_ckpt = (d / "result.json").is_file(), (d / "last.pt").is_file()
+    finished, has_ckpt = (d / "result.json").is_file(), (d / CHECKPOINT).is_file()
     if cfg.overwrite:
         return "fresh", None
     if not (finished or has_ckpt):
         return ("resume" if cfg.resume and (d / "config.yaml").is_file() else "fresh"), None
     if not cfg.resume:
-        what = "a finished run (result.json)" if finished else "an unfinished run (last.pt)"
+        what = "a finished run (result.json)" if finished else f"an unfinished run ({CHECKPOINT})"
         return "exists", (f"{d} holds {what}; pass resume=True (--resume) to continue or return it, or "
                           "overwrite=True (--overwrite) to start again from scratch")
     if not (d / "config.yaml").is_file():
-        return "mismatch", f"{d} has last.pt but no config.yaml; cannot tell what it trained (overwrite=True?)"
+        return "mismatch", f"{d} has {CHECKPOINT} but no config.yaml; cannot tell what it trained (overwrite=True?)"
     saved = TrainConfig.load(d / "config.yaml")
+    try:  # before the configuration: another store at the same path is other data, whatever the config says
+        check_store(saved, f"run {d}", cfg.data)
+    except StoreChangedError as e:
+        return "store", str(e)
+    except StoreError as e:
+        return "unverifiable", str(e)
     diff = config_diff(saved, cfg)
     if diff:
         lines = "; ".join(f"{k}: saved {a!r}, now {b!r}" for k, (a, b) in diff.items())

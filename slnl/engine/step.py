@@ -58,6 +58,23 @@ def build_model(cfg: TrainConfig) -> nn.Module:
     return models.build(cfg.preset, **dict(cfg.model))
 
 
+def check_model(cfg: TrainConfig) -> None:
+    """Refuse, before any work, a ``cfg.model`` that ``build_model`` would reject: an unknown ``ModelConfig`` field
+    (named, with the valid ones) or a value outside its vocabulary (``transform``, ``attention``, ``affinity``, …).
+    The models' own rules decide (``slnl.models.build``, ``ModelConfig.validate``): the model is built on the
+    ``meta`` device, which allocates nothing. Shape fields the store decides later keep the preset's values here."""
+    fields = {f.name for f in dataclasses.fields(models.ModelConfig)}
+    unknown = sorted(set(cfg.model) - fields)
+    if unknown:
+        raise ValueError(f"model: unknown ModelConfig field(s) {', '.join(map(repr, unknown))}; the fields are "
+                         f"{', '.join(sorted(fields))}")
+    try:
+        with torch.device("meta"):
+            build_model(cfg)
+    except TypeError as e:  # a value of the wrong kind (e.g. channels: "wide"): one line, like ValueError's
+        raise ValueError(f"model: {e}") from None
+
+
 def loss_of(cfg: TrainConfig) -> losses.MultiTaskLoss:
     """``L = L_p + L_v + L_c`` with the configured base loss (Eq. 21)."""
     return losses.MultiTaskLoss(losses.make_loss(cfg.loss, gamma=cfg.gamma, m=cfg.m))

@@ -1,10 +1,10 @@
 """The epoch loop of ``fit``: data, model and step in, a finished run directory out.
 
-``Trainer.run()``: open the split (``fetch.open_splits``), decide what to do with the run directory
-(``rundir.prepare``), build what the config trains (``step.build``), restore ``last.pt`` when resuming, then per
-epoch: the epoch's batches (``epoch_order``, this process's share of each global batch), one ``TrainStep`` per batch,
+``Trainer.run()``: open the split (``fetch.open_splits``: the store's fingerprint recorded or checked), decide what
+to do with the run directory (``rundir.prepare``), build what the config trains (``step.build``), restore ``last.pt``
+when resuming (or create the fresh directory: ``rundir.start_fresh``), then per epoch: the epoch's batches (``epoch_order``, this process's share of each global batch), one ``TrainStep`` per batch,
 checkpoints every ``checkpoint_every_steps`` and at the end of the epoch, the learning-rate decay, the test
-evaluation, ``metrics.jsonl``; finally ``result.json``. Around the steps: stop signals (a checkpoint, then
+evaluation, ``metrics.jsonl``, the epoch's log line and TensorBoard scalars (``progress``); finally ``result.json``. Around the steps: stop signals (a checkpoint, then
 ``TrainingInterrupted``), non-finite losses (``NonFiniteLossError``, the last good checkpoint kept) and, for tests,
 injected faults (``signals.Fault``).
 """
@@ -14,14 +14,12 @@ import dataclasses
 import datetime as _dt
 import logging
 import signal
-import sys
 import time
 import warnings
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from slnl.data.sampling import epoch_order
 from slnl.engine import checkpoint as ckpt
@@ -30,8 +28,9 @@ from slnl.engine.config import TrainConfig, _plain, save_config
 from slnl.engine.device import device_name
 from slnl.engine.evaluation import run_eval
 from slnl.engine.fetch import fetchers, open_splits, rank_positions, to_device
-from slnl.engine.metrics import TEST, upgrade_history, write_metrics
-from slnl.engine.rundir import RESULT_SCHEMA_VERSION, Result, prepare
+from slnl.engine.metrics import TEST, write_metrics
+from slnl.engine.progress import Clock, Scalars, bar, epoch_line
+from slnl.engine.rundir import RESULT_SCHEMA_VERSION, Result, check_store, prepare, start_fresh
 from slnl.engine.signals import Fault, StopSignals, TrainingInterrupted
 from slnl.engine.step import HEADS, SUMS, NonFiniteLossError, TrainStep, build
 from slnl.utils import atomic_write_json, git_commit, software_versions
@@ -43,6 +42,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, device: torch.device, info: D.DistInfo):
         self.cfg, self.device, self.info = cfg, device, info
         self.t_start = time.time()
+        self.commit = git_commit()  # recorded in result.json and in every checkpoint
 
     # ------------------------------------------------------------------------------------------------ run
     def run(self) -> Result:
@@ -65,15 +65,25 @@ class Trainer:
         self.heads_seen: set[str] = set()
         if action == "resume":
             self._restore()
+        else:
+            start_fresh(self.run_dir, info)  # only now: a run refused while starting leaves no directory behind
         if info.is_main:
             save_config(cfg, self.run_dir / "config.yaml", self.model_config)
             write_metrics(self.run_dir, self.history)  # agrees with the checkpoint we continue from
         self.fault = Fault(info.rank)
-        with StopSignals() as stop:
-            self.stop = stop
-            while self.epoch < cfg.epochs:
-                self._train_epoch()
-        return self._finish()
+        self.clock = Clock(cfg.epochs, self.steps_per_epoch)
+        self.scalars = Scalars(self.run_dir, self.epoch) if cfg.tensorboard and info.is_main else None
+        log.info("%s: epochs %d-%d of %d, %d steps of %d samples each, %s, %s", self.run_dir, self.epoch + 1,
+                 cfg.epochs, cfg.epochs, self.steps_per_epoch, cfg.batch_size, self.device, self.t.precision)
+        try:
+            with StopSignals() as stop:
+                self.stop = stop
+                while self.epoch < cfg.epochs:
+                    self._train_epoch()
+            return self._finish()
+        finally:
+            if self.scalars is not None:
+                self.scalars.close()
 
     def _train_epoch(self) -> None:
         cfg, S, B = self.cfg, self.steps_per_epoch, self.cfg.batch_size
@@ -81,8 +91,9 @@ class Trainer:
         order = epoch_order(len(self.train_ds), cfg.seed, self.epoch)
         pos_lists = [rank_positions(order, s, B, self.info) for s in range(self.step, S)]
         lr = self.t.opt.param_groups[0]["lr"]
+        first_step = self.step  # a resumed epoch runs from here
         bar = self._progress(S * B, self.step * B)
-        t0 = t_mark = time.perf_counter()
+        t_mark = time.perf_counter()
         self.t.net.train()
         self.step_fn.new_epoch()
         deferred = cfg.sync_every > 1
@@ -113,9 +124,9 @@ class Trainer:
             t_mark = time.perf_counter()  # checkpoint time is not training time
         if bar is not None:
             bar.close()
-        self._end_epoch(lr, time.perf_counter() - t0)
+        self._end_epoch(lr, S - first_step)
 
-    def _end_epoch(self, lr: float, wall: float) -> None:
+    def _end_epoch(self, lr: float, steps_run: int) -> None:
         cfg, info = self.cfg, self.info
         sums = D.all_reduce_sum(self.sums.clone(), info).cpu()
         n = max(float(sums[5]), 1.0)
@@ -154,20 +165,17 @@ class Trainer:
         self._checkpoint()
         if info.is_main:
             write_metrics(self.run_dir, self.history)
-        v = f"test top-1 {test['top1']:.4f} top-5 {test['top5']:.4f}" if test else "no eval"
-        log.info("epoch %d/%d  loss %.4f  train top-1 %.4f  %s  lr %.3g  %.1fs  %.0f samples/s", entry["epoch"],
-                 cfg.epochs, train["loss"]["total"], train["top1"], v, lr, entry["epoch_time_s"],
-                 entry["samples_per_s"] or 0.0)
+            if self.scalars is not None:
+                self.scalars.epoch(entry)
+            log.info(epoch_line(entry, cfg.epochs, *self.clock.epoch_done(entry["epoch"], steps_run)))
         if self.stop.signum:
             self._interrupt(None)
 
     # ------------------------------------------------------------------------------------------------ stops
     def _progress(self, total: int, initial: int):
-        show = self.cfg.progress if self.cfg.progress is not None else sys.stderr.isatty()
-        if not (show and self.info.is_main):
+        if not self.info.is_main:
             return None
-        return tqdm(total=total, initial=initial, unit="sample", unit_scale=True, dynamic_ncols=True, leave=False,
-                    desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}")
+        return bar(self.cfg.progress, total, initial, f"epoch {self.epoch + 1}/{self.cfg.epochs}")
 
     def _sync_point(self) -> bool:
         """sync_every > 1: raise for the epoch's first non-finite step, if any; return whether to stop."""
@@ -183,7 +191,7 @@ class Trainer:
     def _nonfinite(self, value: Any, step: int, global_step: int, note: str = "") -> None:
         msg = (f"non-finite training loss ({float(value)}) at epoch {self.epoch + 1}, step {step} "
                f"(global step {global_step}) of {self.run_dir}; the optimiser step was not taken and the "
-               f"last good checkpoint {self.run_dir / 'last.pt'} is kept{note}. Try a lower lr or precision='fp32'.")
+               f"last good checkpoint {self.run_dir / ckpt.FILE} is kept{note}. Try a lower lr or precision='fp32'.")
         log.error(msg)
         D.barrier(self.info)
         raise NonFiniteLossError(msg)
@@ -195,7 +203,7 @@ class Trainer:
         D.barrier(self.info)  # no process exits before rank 0 has written the checkpoint
         signum = self.stop.signum or signal.SIGTERM
         msg = (f"{signal.Signals(signum).name}: stopped at epoch {self.epoch + 1}, step {self.step} of "
-               f"{self.steps_per_epoch}; checkpoint written to {self.run_dir / 'last.pt'} (resume with resume=True)")
+               f"{self.steps_per_epoch}; checkpoint written to {self.run_dir / ckpt.FILE} (resume with resume=True)")
         log.warning(msg)
         raise TrainingInterrupted(msg, int(signum), self.run_dir)
 
@@ -214,18 +222,28 @@ class Trainer:
                 "epoch": self.epoch, "step": self.step, "global_step": self.global_step,
                 "per_rank": per_rank, "history": self.history, "last_eval": self.last_eval,
                 "config": self.cfg.to_dict(), "world_size": self.info.world_size, "saved_at": time.time(),
+                "git_commit": self.commit,
             }
-            ckpt.save(state, self.run_dir / "last.pt")
+            ckpt.save(state, self.run_dir / ckpt.FILE)
 
     def _restore(self) -> None:
-        state = None
-        if self.info.is_main and (self.run_dir / "last.pt").is_file():
-            state = ckpt.load(self.run_dir / "last.pt")
-        state = D.broadcast_object(state, self.info)
+        path = self.run_dir / ckpt.FILE
+        state, error = None, None
+        if self.info.is_main and path.is_file():
+            try:
+                state = ckpt.load(path)
+            except ckpt.CheckpointError as e:
+                error = str(e)
+        state, error = D.broadcast_object((state, error), self.info)  # every process raises, none waits
+        if error is not None:
+            raise ckpt.CheckpointError(error)
         if state is None:
             return
+        # config.yaml was checked against the store (rundir.prepare); the checkpoint must be of the same data too.
+        check_store(TrainConfig.from_dict(state["config"], source=f"{path} (config)"), f"checkpoint {path}",
+                    self.cfg.data)
         t = self.t
-        t.model.load_state_dict(state["model"])
+        ckpt.load_weights(t.model, state, path)
         # The implementation flags (fused / foreach) are how this session runs, not what was trained: a run may be
         # resumed with another sync_every / fused_adam. load_state_dict would take them from the checkpoint.
         saved_opt = state["optimizer"]
@@ -236,7 +254,7 @@ class Trainer:
         if t.scaler is not None and state.get("scaler"):
             t.scaler.load_state_dict(state["scaler"])
         self.epoch, self.step, self.global_step = state["epoch"], state["step"], state["global_step"]
-        self.history, self.last_eval = upgrade_history(state["history"]), state.get("last_eval")
+        self.history, self.last_eval = state["history"], state.get("last_eval")
         per_rank = state["per_rank"]
         if len(per_rank) == self.info.world_size:
             mine = per_rank[self.info.rank]
@@ -264,7 +282,7 @@ class Trainer:
             "schema": RESULT_SCHEMA_VERSION,
             "top1": ev["top1"], "top5": ev["top5"], "last_epoch": cfg.epochs, "epochs": cfg.epochs,
             "n_test": ev["n"], "n_train": len(self.train_ds), "split": cfg.split,
-            "dataset": self.train_ds.meta.get("dataset"), "store": cfg.data,
+            "dataset": self.train_ds.meta.get("dataset"), "store": cfg.data, "store_fingerprint": cfg.store_fingerprint,
             "per_class_accuracy": ev["per_class_accuracy"], "class_names": list(self.train_ds.class_names),
             "confusion": ev["confusion"], "test_loss": ev["loss"],
             "metrics": self.history,
@@ -276,7 +294,7 @@ class Trainer:
                 "samples_per_s": float(np.mean([h["samples_per_s"] for h in self.history if h["samples_per_s"]]))
                 if self.history else None,
             },
-            "software": software_versions(), "git_commit": git_commit(),
+            "software": software_versions(), "git_commit": self.commit,
             "device": {
                 "type": dev.type, "name": device_name(dev), "count": info.world_size, "world_size": info.world_size,
                 "precision": self.t.precision, "data_mode": self.data_mode, "torch_threads": torch.get_num_threads(),

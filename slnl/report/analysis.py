@@ -1,8 +1,10 @@
 """Analyses of a trained model: what the frequency attention learned per class (Eq. 2's gates) and the non-local
 affinity among joints (Eq. 8), computed from a run directory's final checkpoint on its test subset.
 
-Every checkpoint is read by ``slnl.engine.checkpoint.load`` (the one reader of checkpoints in the package), from
-``last.pt``: the paper reports the model of the final epoch.
+Every checkpoint is read by ``slnl.engine.checkpoint.load`` (the one reader of checkpoints in the package: it runs no
+code from the file), from ``last.pt``: the paper reports the model of the final epoch. A run whose store no longer
+holds the data it recorded (``store_fingerprint``) is refused (``slnl.engine.rundir.check_store``): its gates and
+affinities would be computed on other samples.
 """
 from __future__ import annotations
 
@@ -13,27 +15,25 @@ import numpy as np
 import torch
 
 from slnl import data as sdata
-from slnl.engine import checkpoint as ckpt
 from slnl.engine.config import TrainConfig
-from slnl.models import FrequencyAttention, SkeletonTransformer, build
+from slnl.engine.evaluation import load_model
+from slnl.engine.rundir import check_store
+from slnl.models import FrequencyAttention, SkeletonTransformer
 from slnl.models.transform import CNNTransform
-from slnl.report.results import FINAL_CHECKPOINT
 
 
 def load_run(run_dir: str | Path) -> tuple[torch.nn.Module, TrainConfig]:
-    """``(model in eval mode on the CPU, TrainConfig)`` of a run directory: ``config.yaml`` and the final checkpoint
-    (``last.pt``)."""
-    run_dir = Path(run_dir)
-    cfg = TrainConfig.load(run_dir / "config.yaml")
-    model = build(cfg.preset, **dict(cfg.model))
-    state = ckpt.load(run_dir / FINAL_CHECKPOINT)
-    model.load_state_dict(state["model"])
-    return model.eval(), cfg
+    """``(model in eval mode on the CPU, TrainConfig)`` of a run directory's final checkpoint (``last.pt``, with the
+    configuration it carries); refused, in one line, when the run's store changed since it trained."""
+    model, cfg, _, _ = load_model(run_dir)
+    check_store(cfg, f"run {run_dir}")
+    return model, cfg
 
 
 def _test_batches(cfg: TrainConfig, T: int, max_samples: int, batch_size: int = 64) -> Iterator[tuple[Any, Any, Any]]:
     """Test-subset batches ``(x, y, dataset)`` (central crop), at most ``max_samples`` samples spread evenly over
     the subset."""
+    check_store(cfg, f"run {cfg.out}")
     ds = sdata.load(cfg.data, split=cfg.split, subset="test", T=T, train=False, seed=cfg.seed)
     n = len(ds)
     if n == 0:

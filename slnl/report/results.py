@@ -14,20 +14,13 @@ from typing import Any
 import pandas as pd
 
 from slnl import experiments as ex
+from slnl.engine.checkpoint import FILE as FINAL_CHECKPOINT  # the model of the final epoch: the one the paper reports
+# Column names of a run's metrics.csv, defined where it is written. The paper has no validation split: the per-epoch
+# evaluation is on the test subset.
+from slnl.engine.metrics import TEST_LOSS, TEST_TOP1, TEST_TOP5, TRAIN_LOSS_HEAD  # noqa: F401 (slnl.report exports)
 
 RESULT_KEYS = ("table", "row", "split", "seed", "top1", "top5")
-
-# Column names of a run's metrics.csv, as slnl.engine.metrics writes them. The paper has no validation split: the
-# per-epoch evaluation is on the test subset. (When slnl.engine.metrics exports these names, import them from there.)
-TEST_TOP1 = "test_top1"
-TEST_TOP5 = "test_top5"
-TEST_LOSS = "test_loss"
-TRAIN_LOSS_HEAD = {"p": "train_loss_p", "v": "train_loss_v", "c": "train_loss_c"}  # per head (Eq. 21's terms)
 METRIC_COLUMNS = ("epoch", TEST_TOP1, TRAIN_LOSS_HEAD["c"])  # what the learning curves need
-# Run directories written before the per-epoch test metrics were named test_* call them val_*; same numbers.
-LEGACY_METRIC_NAMES = {"val_top1": TEST_TOP1, "val_top5": TEST_TOP5, "val_loss": TEST_LOSS}
-
-FINAL_CHECKPOINT = "last.pt"  # the model of the final epoch: the one the paper reports
 
 
 def read_result(path: str | Path) -> dict[str, Any]:
@@ -119,16 +112,17 @@ def row_values(values: dict[str, pd.DataFrame], column: str, slug: str) -> list[
 
 
 def read_metrics(run_dir: str | Path) -> pd.DataFrame:
-    """A run's per-epoch metrics (``metrics.csv``), with the test metrics under their ``test_*`` names."""
+    """A run's per-epoch metrics (``metrics.csv``: ``slnl.engine.metrics.CSV_COLUMNS``)."""
     path = Path(run_dir) / "metrics.csv"
     try:
         m = pd.read_csv(path)
     except pd.errors.EmptyDataError as e:
         raise ValueError(f"{path}: empty file; expected a header with {list(METRIC_COLUMNS)} and one row per epoch") \
             from e
-    m = m.rename(columns={k: v for k, v in LEGACY_METRIC_NAMES.items() if k in m and v not in m})
     missing = [c for c in METRIC_COLUMNS if c not in m]
     if missing:
+        # A run of an earlier slnl named the per-epoch test metrics val_*; its model is not this slnl's either.
+        old = " (val_* columns: a run of an earlier slnl; train it again)" if "val_top1" in m else ""
         raise ValueError(f"{path}: missing column(s) {missing}; expected {list(METRIC_COLUMNS)} (found "
-                         f"{list(m.columns)})")
+                         f"{list(m.columns)}){old}")
     return m
