@@ -81,16 +81,16 @@ def table_notebook(n: int) -> nbformat.NotebookNode:
     name = f"table{n}"
     extra = n == 6
     derive = (
-        "from slnl import experiments, report\n\n"
+        "from slnl import experiments, report, study\n\n"
         f'TABLE = experiments.table("{name}")\n'
         "data_root = data_root or None  # papermill -p data_root \"\" means the default\n"
-        "run_rows = [r.slug for r in experiments.select_rows(TABLE, rows"
-        + (", m1=M1, affinity=affinity" if extra else "") + ")]\n"
-        "print(f\"{TABLE.name}: {TABLE.title}\\nrows: {', '.join(run_rows)}\\n"
+        "run_rows = experiments.rows(TABLE, rows"
+        + (", m1=M1, affinity=affinity" if extra else "") + ")\n"
+        "print(f\"{TABLE.name}: {TABLE.title}\\nrows: {', '.join(r.slug for r in run_rows)}\\n"
         "dataset: {dataset} ({data_root or 'built-in'}), scale: {scale}, seeds: {seeds}\")"
     )
     run = (
-        "records = experiments.run_table(\n"
+        "records = study.run_table(\n"
         "    TABLE, run_rows, dataset=dataset, data_root=data_root, split=split, scale=scale, epochs=epochs,\n"
         "    batch_size=batch_size, seeds=seeds, device=device, results_dir=results_dir,\n"
         "    max_steps_per_epoch=max_steps_per_epoch, overwrite=overwrite,\n"
@@ -125,9 +125,9 @@ def fig4_notebook() -> nbformat.NotebookNode:
         *guarded_parameters(
             'pairs = "2,0.4;2,0.6;0,0.4"  # (gamma, m) pairs separated by ";"\n'
             'results_dir = "results"  # the figure goes to <results_dir>/figures/fig4.png\n', "fig4.ipynb"),
-        new_code_cell("from slnl import experiments, report\n\n"
-                      "# a relative results_dir is relative to the repository root, wherever the kernel runs\n"
-                      'path = experiments.repo_path(results_dir) / "figures" / "fig4.png"'),
+        new_code_cell("from slnl import report\nfrom slnl.utils import resolve_path\n\n"
+                      "# a relative results_dir is relative to the working directory (or $SLNL_HOME), as in `slnl`\n"
+                      'path = resolve_path(results_dir) / "figures" / "fig4.png"'),
         new_code_cell("fig, curves = report.fig4(pairs, path=path)\nfig"),
     ]
     return _notebook(cells)

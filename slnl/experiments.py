@@ -1,4 +1,4 @@
-"""The paper's Tables 1–6 as data, defined once, and the one function that runs a table's rows.
+"""The paper's Tables 1–6 as data, defined once.
 
 Every row of every table is a :class:`Row`: a stable slug (file names, ``-p rows``), the paper's label, the settings
 that make it (``slnl.models.build`` overrides ``transform``, ``attention``, ``affinity``, ``m1`` and the loss
@@ -18,30 +18,27 @@ exactly SMFL(2,0.4)'s CS and SMFL(2,0.6)'s CV. We therefore read "adopted" as *p
 m = 0.4 and M1 = 5 on CS, m = 0.6 and M1 = 3 on CV (``ADOPTED``). That is the only reading under which the paper's
 tables agree with each other; it is recorded in the tables' ``notes`` and is one edit away if it is wrong.
 
-Scales: ``cpu`` (the ``cpu`` model preset, a few epochs, the built-in synthetic set by default — a smoke-level
-reproduction of the *pipeline*, not of the numbers) and ``paper`` (§4.1: ``ntu``/``kinetics`` preset, 300/100 epochs,
-batch 32/128).
+This module is data and pure look-ups (no file is read or written here, and the engine is not imported):
+``slnl.study`` runs a table's rows (scales, stores, result files, ``run_table``), ``slnl.sweep`` runs them as
+notebooks, ``slnl.report`` reads their results.
 """
 from __future__ import annotations
 
-import json
-import time
+import importlib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from slnl.data.store import canonical_split
+from slnl.losses import loss_params
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Vocabulary
 # ----------------------------------------------------------------------------------------------------------------------
 MODEL_KEYS: tuple[str, ...] = ("transform", "attention", "affinity", "m1")  # slnl.models.build overrides
-LOSS_KEYS: tuple[str, ...] = ("loss", "gamma", "m")  # TrainConfig fields
 
 #: store split name -> the label used in result files and tables (the paper's column names where they exist).
 SPLIT_LABELS: dict[str, str] = {"xsub": "CS", "xview": "CV", "xset": "CSet", "default": "default"}
 # accepted spellings (CS -> xsub, CV -> xview, ...) are slnl.data.store's: one alias table for the package
-DATASETS: tuple[str, ...] = ("synthetic", "ntu60", "ntu120", "kinetics", "msr3d", "npz")
 
 #: Per-split adopted settings (see module docstring): Table 4's two starred losses and Table 6's two starred depths.
 ADOPTED: dict[str, dict[str, Any]] = {
@@ -130,41 +127,6 @@ class Table:
     @property
     def adopted(self) -> tuple[Row, ...]:
         return tuple(r for r in self.rows if r.role == "adopted")
-
-
-@dataclass(frozen=True)
-class Scale:
-    """How big a run is. ``presets``/``epochs``/``batch_size`` are keyed by protocol family (``ntu``, ``kinetics``);
-    ``batch_size`` None keeps the engine preset's default."""
-
-    name: str
-    presets: Mapping[str, str]
-    epochs: Mapping[str, int]
-    batch_size: Mapping[str, int | None]
-    description: str
-
-
-# `make reproduce` at the cpu scale (every runnable row once, on CS, two notebook lanes) must finish within 30 min on
-# 2 cores. Measured with 5 epochs on the synthetic set (cpu preset, batch 16, 38 steps/epoch): 21 min wall with the
-# two cores shared with other test runs; per run 36-90 s for local-only rows, 110-250 s for SLnL M1=1..6.
-CPU_EPOCHS = 5
-
-SCALES: dict[str, Scale] = {
-    "cpu": Scale(
-        name="cpu",
-        presets={"ntu": "cpu", "kinetics": "cpu"},
-        epochs={"ntu": CPU_EPOCHS, "kinetics": CPU_EPOCHS},
-        batch_size={"ntu": None, "kinetics": None},
-        description="cpu preset (small model), a few epochs: exercises every row end to end; not the paper's numbers",
-    ),
-    "paper": Scale(
-        name="paper",
-        presets={"ntu": "ntu", "kinetics": "kinetics"},
-        epochs={"ntu": 300, "kinetics": 100},
-        batch_size={"ntu": 32, "kinetics": 128},
-        description="§4.1: ntu/kinetics preset, Adam lr 1e-3, decay 0.98/0.95 per epoch, 300/100 epochs, batch 32/128",
-    ),
-}
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -457,9 +419,6 @@ def rows(tbl: str | int | Table, select: str | Sequence[str] | None = None, *, m
     return chosen
 
 
-select_rows = rows  # the same function, for code whose argument is called `rows` (run_table, notebooks)
-
-
 def row_settings(tbl: str | int | Table, row: str | Row, split: str) -> dict[str, Any]:
     """What a runnable row trains on ``split``, as ``TrainConfig`` fields: ``model`` (``slnl.models.build``
     overrides: transform, attention, affinity, m1), ``loss``, ``gamma``, ``m``.
@@ -473,12 +432,8 @@ def row_settings(tbl: str | int | Table, row: str | Row, split: str) -> dict[str
         raise ValueError(f"{t.name}/{r.slug} ({r.label}) is a published reference number, not a runnable row")
     s = r.settings_for(split)
     loss = s.get("loss", "CE")
-    return {
-        "model": {k: s[k] for k in MODEL_KEYS if k in s},
-        "loss": loss,
-        "gamma": float(s.get("gamma", 0.0)) if loss in ("FL", "SMFL") else 0.0,
-        "m": float(s.get("m", 0.0)) if loss in ("SMCE", "SMFL") else 0.0,
-    }
+    return {"model": {k: s[k] for k in MODEL_KEYS if k in s}, "loss": loss,
+            **loss_params(loss, s.get("gamma", 0.0), s.get("m", 0.0))}
 
 
 def adopted(split: str, family: str = "ntu") -> dict[str, Any]:
@@ -521,84 +476,6 @@ def parse_list(value: Any, kind: type = str) -> list:
     return [kind(v.strip()) if isinstance(v, str) else kind(v) for v in items]
 
 
-def repo_path(path: str | Path | None) -> Path | None:
-    """A user path as the notebooks mean it: relative paths are relative to the repository root, wherever the kernel
-    runs (Jupyter Lab starts kernels in ``notebooks/``; papermill in the caller's directory)."""
-    if path in (None, ""):
-        return None
-    from slnl.utils import REPO_ROOT
-
-    p = Path(path).expanduser()
-    return p if p.is_absolute() else REPO_ROOT / p
-
-
-def portable(path: str | Path) -> str:
-    """``path`` relative to the repository root when inside it (result files stay valid in another checkout)."""
-    from slnl.utils import REPO_ROOT
-
-    p = Path(path).resolve()
-    try:
-        return str(p.relative_to(REPO_ROOT.resolve()))
-    except ValueError:
-        return str(p)
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Data sets and splits
-# ----------------------------------------------------------------------------------------------------------------------
-def resolve_store(dataset: str = "synthetic", data_root: str | Path | None = None) -> Path:
-    """The prepared store directory for ``dataset``.
-
-    ``synthetic`` with no ``data_root`` is the built-in synthetic set (generated on first use). Every other dataset
-    needs ``data_root``: the directory that ``slnl prepare`` wrote (``x.npy``, ``labels.npy``, ``meta.json``, ...).
-    """
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
-    if data_root in (None, ""):
-        if dataset != "synthetic":
-            raise ValueError(f"dataset {dataset!r} needs data_root: the prepared store directory written by "
-                             f"`slnl prepare {dataset} ...` (holding x.npy, labels.npy, meta.json, splits.npz)")
-        from slnl.data import synthetic
-
-        return Path(synthetic.ensure_default())
-    root = Path(data_root).expanduser()
-    for name in ("meta.json", "splits.npz", "x.npy", "labels.npy"):
-        if not (root / name).is_file():
-            raise FileNotFoundError(f"data_root {root}: missing {name}; expected a prepared store (run `slnl prepare "
-                                    f"{dataset} ...` first)")
-    return root
-
-
-def store_meta(store: str | Path) -> dict[str, Any]:
-    path = Path(store) / "meta.json"
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON (line {e.lineno}): {e.msg}") from e
-
-
-def store_splits(store: str | Path) -> list[str]:
-    """Split names present in a store (from ``splits.npz``'s ``<split>_train`` / ``<split>_test`` masks)."""
-    import numpy as np
-
-    path = Path(store) / "splits.npz"
-    with np.load(path) as z:
-        names = {k.rsplit("_", 1)[0] for k in z.files if k.endswith(("_train", "_test"))}
-    order = list(SPLIT_LABELS)
-    return sorted(names, key=lambda s: (order.index(s) if s in order else len(order), s))
-
-
-def default_splits(tbl: Table, store: str | Path) -> list[str]:
-    """The splits a table runs on by default, as labels: the store's splits that the paper's table reports (CS and
-    CV for NTU-format data, Kinetics' single split). A table whose paper split the store does not have (Table 2 on
-    synthetic NTU-format data) runs on the store's first split as a stand-in. (``make reproduce`` limits the cpu
-    scale to CS for its time budget; see ``slnl.sweep.reproduce``.)"""
-    have = [SPLIT_LABELS.get(s, s) for s in store_splits(store)]
-    wanted = ["default"] if tbl.family == "kinetics" else ["CS", "CV", "CSet"]
-    chosen = [s for s in have if s in wanted] or have[:1]
-    return chosen
-
-
 def stand_in_note(tbl: Table, dataset: str) -> str:
     """Non-empty when ``dataset`` is not the dataset of the paper's numbers: what our numbers are, and are not."""
     family = {"ntu60": "ntu60", "ntu120": "ntu120", "kinetics": "kinetics"}.get(dataset, dataset)
@@ -612,190 +489,21 @@ def stand_in_note(tbl: Table, dataset: str) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Run configuration and result files
+# Names that moved
 # ----------------------------------------------------------------------------------------------------------------------
-def result_path(results_dir: str | Path, tbl: str | Table, row: str | Row, split: str, seed: int) -> Path:
-    """``<results_dir>/<table>/<row-slug>__<split label>__seed<k>.json`` (docs/design.md)."""
-    t = table(tbl)
-    slug = row.slug if isinstance(row, Row) else t.row(row).slug
-    return Path(results_dir) / t.name / f"{slug}__{split_label(split)}__seed{int(seed)}.json"
+# Running a table moved to slnl.study and path handling to slnl.utils; these names still resolve here for callers
+# written before the move. Looked up on first use, not imported at the top: slnl.study imports this module.
+_MOVED: dict[str, tuple[str, str]] = {
+    **{name: ("slnl.study", name) for name in (
+        "Scale", "SCALES", "CPU_EPOCHS", "resolve_store", "default_splits", "preset_for", "result_path", "run_dir",
+        "row_config", "run_table")},
+    "repo_path": ("slnl.utils", "resolve_path"),
+    "portable": ("slnl.utils", "portable"),
+}
 
 
-def run_dir(results_dir: str | Path, tbl: str | Table, row: str | Row, split: str, seed: int) -> Path:
-    """The engine's run directory for one (row, split, seed): under ``<results_dir>/runs/`` (git-ignored)."""
-    p = result_path(results_dir, tbl, row, split, seed)
-    return Path(results_dir) / "runs" / p.parent.name / p.stem
-
-
-def preset_for(tbl: Table, dataset: str, scale: Scale) -> tuple[str, str]:
-    """(protocol family, preset): the dataset's own §4.1 protocol for NTU/Kinetics data, the table's otherwise."""
-    family = {"ntu60": "ntu", "ntu120": "ntu", "kinetics": "kinetics"}.get(dataset, tbl.family)
-    return family, scale.presets[family]
-
-
-def row_config(tbl: str | int | Table, row: str | Row, split: str, seed: int = 0, scale: str = "cpu",
-               dataset: str = "synthetic", data_root: str | Path | None = None, epochs: int | None = None,
-               batch_size: int | None = None, device: str = "auto", results_dir: str | Path = "results",
-               max_steps_per_epoch: int | None = None, overwrite: bool = False,
-               progress: bool = False) -> dict[str, Any]:
-    """The ``slnl.engine.fit`` configuration (a TrainConfig dict) of one (row, split, seed) at a scale: the row's
-    ``row_settings`` plus the scale's preset, epochs and batch size, the store and the run directory.
-    """
-    t = table(tbl)
-    r = row if isinstance(row, Row) else t.row(row)
-    settings = row_settings(t, r, split)  # the row's model and loss (raises for a published row)
-    if scale not in SCALES:
-        raise ValueError(f"unknown scale {scale!r}; expected one of {', '.join(SCALES)}")
-    sc = SCALES[scale]
-    family, preset = preset_for(t, dataset, sc)
-    store = resolve_store(dataset, data_root)
-    cfg: dict[str, Any] = {
-        "preset": preset,
-        **settings,
-        "data": str(store),
-        "split": store_split(split),
-        "epochs": int(epochs if epochs is not None else sc.epochs[family]),
-        "seed": int(seed),
-        "device": device,
-        "out": str(run_dir(results_dir, t, r, split, seed)),
-        "overwrite": bool(overwrite),
-        "progress": bool(progress),
-    }
-    bs = batch_size if batch_size is not None else sc.batch_size[family]
-    if bs is not None:
-        cfg["batch_size"] = int(bs)
-    if max_steps_per_epoch is not None:
-        cfg["max_steps_per_epoch"] = int(max_steps_per_epoch)
-    return cfg
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Running a table
-# ----------------------------------------------------------------------------------------------------------------------
-# Fields of the fit configuration that say *where/how* a run executes, not *what* it computes: a result made on
-# another device, or with progress bars, is the same result.
-_PLACEMENT_KEYS = ("out", "device", "overwrite", "progress", "resume")
-
-
-def _what(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in cfg.items() if k not in _PLACEMENT_KEYS}
-    if out.get("data"):
-        out["data"] = portable(str(repo_path(out["data"])))  # the same store, whichever checkout it is in
-    return out
-
-
-def _same_run(saved: Mapping[str, Any], cfg: Mapping[str, Any], path: Path) -> None:
-    """An existing result file is only skipped if it is the result of this very configuration."""
-    old, new = _what(saved.get("fit_config") or {}), _what(cfg)
-    diff = {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)}
-    if diff:
-        shown = "; ".join(f"{k}: file has {a!r}, asked {b!r}" for k, (a, b) in diff.items())
-        raise ValueError(f"{path} holds a result of a different configuration ({shown}). Pass overwrite=True to "
-                         f"replace it, or give another results_dir (one per dataset/scale).")
-
-
-def _find_equivalent(results_dir: Path, cfg: Mapping[str, Any], exclude: Path) -> dict[str, Any] | None:
-    """A finished result of the same configuration in another table (the paper's tables share rows: Table 3 CS-T =
-    Table 4 CE, Table 4 SMFL = Table 5 none, Table 5 rFA = Table 6 Local, Table 6 adopted = Table 1)."""
-    want = _what(cfg)
-    for p in sorted(results_dir.glob("table*/*__*__seed*.json")):
-        if p == exclude:
-            continue
-        try:
-            rec = json.loads(p.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if _what(rec.get("fit_config") or {}) == want and rec.get("run_dir") and (
-                repo_path(rec["run_dir"]) / "result.json").is_file():
-            return {**rec, "_path": str(p)}
-    return None
-
-
-def run_table(table_name: str | int | Table, rows: str | Sequence[str] | None = None, *, dataset: str = "synthetic",
-              data_root: str | Path | None = None, split: str | Sequence[str] | None = None, scale: str = "cpu",
-              epochs: int | None = None, batch_size: int | None = None, seeds: Any = 0, device: str = "auto",
-              results_dir: str | Path = "results", max_steps_per_epoch: int | None = None, overwrite: bool = False,
-              m1: int | None = None, affinity: str | None = None, reuse: bool = True, progress: bool = False,
-              log: Any = print) -> list[dict[str, Any]]:
-    """Run a table's rows with ``slnl.engine.fit``: one result file per (row, split, seed).
-
-    Result files: ``<results_dir>/<table>/<slug>__<split>__seed<k>.json`` (see ``result_path``) holding ``table``,
-    ``row``, ``split``, ``seed``, ``top1``, ``top5`` (fractions), the row's settings, ``run_dir``, ``dataset``,
-    ``scale``, ``epochs`` and the exact fit configuration. A (row, split, seed) whose result file exists is skipped
-    (unless ``overwrite``) — after checking that the file is the result of the same configuration. With ``reuse``,
-    a configuration already finished in another table (the paper's tables share rows) is not trained twice: the
-    result is copied with ``reused_from`` naming the original. Run directories live under ``<results_dir>/runs/``;
-    an interrupted run resumes from its ``last.pt``.
-
-    ``rows``: slugs/labels (comma-separated or a list; None = every runnable row); ``split``: labels or store names
-    (None = the dataset's splits that the paper reports, see ``default_splits``); ``seeds``: ``0``, ``"0,1,2"`` or
-    a list. ``m1``/``affinity``: Table 6 filters (``m1=3`` = the SLnL M1=3 row). Returns the result records.
-    """
-    from slnl.utils import atomic_write_json, git_commit
-
-    t = table(table_name)
-    if scale not in SCALES:
-        raise ValueError(f"unknown scale {scale!r}; expected one of {', '.join(SCALES)}")
-    chosen = select_rows(t, rows, m1=m1, affinity=affinity)
-    if not chosen:
-        raise ValueError(f"{t.name}: no runnable row selected by rows={rows!r}")
-    data_root = repo_path(data_root)
-    store = resolve_store(dataset, data_root)
-    have = [SPLIT_LABELS.get(s, s) for s in store_splits(store)]
-    splits = [split_label(s) for s in parse_list(split)] or default_splits(t, store)
-    for s in splits:
-        if s not in have:
-            raise ValueError(f"split {s!r} is not in the store {store} (it has {', '.join(have)})")
-    seed_list = parse_list(seeds, int) or [0]
-    results_dir = repo_path(results_dir)
-    note = stand_in_note(t, dataset)
-    if note:
-        log(f"{t.name}: {note}")
-    from slnl import engine
-
-    out: list[dict[str, Any]] = []
-    for r in chosen:
-        for s in splits:
-            for seed in seed_list:
-                path = result_path(results_dir, t, r, s, seed)
-                cfg = row_config(t, r, s, seed, scale, dataset, data_root, epochs, batch_size, device, results_dir,
-                                 max_steps_per_epoch, overwrite, progress)
-                cfg["data"] = str(store)
-                tag = f"{t.name} {r.slug} {s} seed{seed}"
-                if path.is_file() and not overwrite:
-                    saved = json.loads(path.read_text())
-                    _same_run(saved, cfg, path)
-                    log(f"{tag}: done already ({path}), top-1 {100 * saved['top1']:.2f}%")
-                    out.append(saved)
-                    continue
-                twin = _find_equivalent(results_dir, cfg, path) if reuse and not overwrite else None
-                rec: dict[str, Any] = {
-                    "table": t.name, "row": r.slug, "label": r.label, "split": s, "seed": int(seed),
-                    "top1": None, "top5": None,
-                    "settings": r.settings_for(s), "paper": dict(r.paper),
-                    "dataset": dataset, "data_root": portable(store), "scale": scale, "epochs": cfg["epochs"],
-                    "batch_size": cfg.get("batch_size"), "max_steps_per_epoch": max_steps_per_epoch,
-                    "preset": cfg["preset"], "note": note, "fit_config": cfg,
-                }
-                if twin is not None:
-                    log(f"{tag}: same configuration as {twin['_path']}; reusing its run")
-                    rec.update(top1=twin["top1"], top5=twin["top5"], run_dir=twin["run_dir"],
-                               reused_from=twin["_path"], wall_s=0.0, device=twin.get("device"),
-                               git_commit=twin.get("git_commit"), finished=twin.get("finished"))
-                else:
-                    log(f"{tag}: training ({cfg['epochs']} epochs, preset {cfg['preset']}, {dataset}) -> "
-                        f"{cfg['out']}")
-                    run_cfg = dict(cfg, resume=not overwrite)
-                    t0 = time.perf_counter()
-                    res = engine.fit(run_cfg)
-                    wall = time.perf_counter() - t0
-                    rd = Path(res.run_dir)
-                    result_json = json.loads((rd / "result.json").read_text())
-                    rec.update(top1=float(res.top1), top5=float(res.top5), run_dir=portable(rd),
-                               batch_size=result_json.get("config", {}).get("batch_size", rec["batch_size"]),
-                               wall_s=round(wall, 2), device=result_json.get("device"), git_commit=git_commit(),
-                               finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-                    log(f"{tag}: top-1 {100 * rec['top1']:.2f}%  top-5 {100 * rec['top5']:.2f}%  ({wall:.0f} s)")
-                atomic_write_json(path, rec)
-                out.append(rec)
-    return out
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        module, attr = _MOVED[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -26,7 +26,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-LOSSES: tuple[str, ...] = ("CE", "FL", "SMCE", "SMFL")
+#: Which of the two parameters each loss uses (the corners of the one formula above): gamma focuses (Eq. 18), m is the
+#: margin (Eq. 13). The one statement of the rule "CE/FL have no m, CE/SMCE have no gamma"; see ``loss_params``.
+LOSS_PARAMS: dict[str, tuple[str, ...]] = {"CE": (), "FL": ("gamma",), "SMCE": ("m",), "SMFL": ("gamma", "m")}
+LOSSES: tuple[str, ...] = tuple(LOSS_PARAMS)
+
+
+def loss_params(name: str, gamma: float, m: float) -> dict[str, float]:
+    """``{"gamma": gamma, "m": m}`` as the loss ``name`` (CE, FL, SMCE, SMFL) uses them: a parameter it does not use
+    is 0.0, the value at which the formula drops that term (``LOSS_PARAMS``). A configuration that stores these says
+    exactly which loss ran, and two spellings of the same loss compare equal."""
+    uses = LOSS_PARAMS[name]
+    return {"gamma": float(gamma) if "gamma" in uses else 0.0, "m": float(m) if "m" in uses else 0.0}
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -118,8 +129,8 @@ def make_loss(name: str = "SMFL", gamma: float = 2.0, m: float = 0.4) -> SoftMar
     key = str(name).upper()
     if key not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; expected one of {', '.join(LOSSES)}")
-    g = gamma if key in ("FL", "SMFL") else 0.0
-    mm = m if key in ("SMCE", "SMFL") else 0.0
+    used = loss_params(key, gamma, m)
+    g, mm = used["gamma"], used["m"]
     label = {"CE": "CE", "FL": f"FL({g:g},)", "SMCE": f"SMCE(,{mm:g})", "SMFL": f"SMFL({g:g},{mm:g})"}[key]
     return SoftMarginFocalLoss(gamma=g, m=mm, name=label)
 

@@ -1,42 +1,70 @@
-"""``slnl sweep TABLE`` and ``slnl reproduce``: the table notebooks executed with papermill.
+"""``slnl sweep TABLE`` and ``slnl reproduce``: the table notebooks executed with papermill, one row per process.
 
 ``slnl sweep table6 --gpus 0,1 -p scale paper -p seeds 0,1,2``
-    One papermill execution of ``notebooks/table6.ipynb`` per row (``-p rows <slug>``), one per GPU at a time
-    (``CUDA_VISIBLE_DEVICES`` per process; without ``--gpus``, one after the other on the CPU). A row whose result
-    files all exist is skipped; a failing row is recorded in ``<results_dir>/<table>/failures.json`` and the others
-    go on; every executed notebook is kept as ``<results_dir>/<table>/notebooks/<row>.ipynb`` (with a ``.log``).
+    One papermill execution of ``notebooks/table6.ipynb`` per row (``-p rows <slug>``). ``--jobs N`` rows run at once
+    per device: N processes on the CPU (each single-threaded, ``OMP_NUM_THREADS=1``, when N > 1), or N per GPU with
+    ``--gpus`` (``CUDA_VISIBLE_DEVICES`` per process). A row whose result files all exist is skipped, so a sweep
+    that was stopped continues where it stopped when run again (a row stopped midway resumes from its ``last.pt``).
+    A failing row is recorded in ``<results_dir>/<table>/failures.json`` and the others go on; every executed
+    notebook is kept as ``<results_dir>/<table>/notebooks/<row>.ipynb`` (with a ``.log``).
 
-``slnl reproduce --dataset synthetic --scale cpu --seeds 0``
-    Tables 1–6, Fig. 4 and the report, each notebook executed once, saved under ``<results_dir>/notebooks/``; prints
-    where the tables and figures are. At the cpu scale only CS is run by default (the 30-minute budget of ``make
-    reproduce`` on 2 cores) and the table notebooks run in two lanes in parallel (``--jobs``).
+``slnl reproduce --dataset synthetic --scale cpu --seeds 0 --jobs 2``
+    Every runnable row of Tables 1–6 the same way (``--jobs`` at once), then each table notebook once (its rows are
+    finished by then: it shows the table), Fig. 4 and the report; the executed table notebooks are saved under
+    ``<results_dir>/notebooks/``. At the cpu scale only CS is run by default (the 30-minute budget of ``make
+    reproduce`` on 2 cores).
+
+Rows that several tables share train once, also with ``--jobs``: rows whose configurations all come earlier in the
+queue are queued last (they find the earlier row's finished run and reuse it), and a configuration being trained is
+locked by ``slnl.study.run_table``, so a second process asking for it waits and then reuses it.
+
+Before anything runs, everything that can be checked is, and a problem is one line on stderr with a non-zero exit,
+nothing written: the table names, rows and parameters, the notebooks, the Jupyter kernel, the dataset's store and its
+splits.
+
+Paths. The notebooks are the repository's: ``./notebooks`` of the working directory, or ``--notebooks DIR``.
+Everything else follows ``slnl.utils.resolve_path`` (relative to the working directory, or ``$SLNL_HOME`` when set):
+the notebooks get ``results_dir`` and ``data_root`` as absolute paths and run with that directory as their working
+directory (papermill ``--cwd``), so a path means the same in the notebook as on the command line.
 
 The notebooks run in the Jupyter kernel ``python3`` (``--kernel`` picks another), which runs the interpreter that runs
-papermill — the one running ``slnl`` — so whatever environment slnl is installed in executes them.
-
-Notebook parameters go to papermill as YAML (``-y``), so ``None``/numbers/booleans arrive typed, as papermill's own
-``-p`` would give them.
+papermill — the one running ``slnl`` — so whatever environment slnl is installed in executes them. Notebook
+parameters go to papermill as YAML (``-y``), so ``None``/numbers/booleans arrive typed, as papermill's own ``-p``
+would give them.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import queue
 import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import yaml
+from jupyter_client.kernelspec import KernelSpecManager
 
 from slnl import experiments as ex
-from slnl.utils import REPO_ROOT, atomic_write_json
+from slnl import study
+from slnl.data.store import DATASETS
+from slnl.utils import atomic_write_json, home, resolve_path
 
-NOTEBOOKS = REPO_ROOT / "notebooks"
 TABLE_PARAMS = ("rows", "dataset", "data_root", "split", "scale", "epochs", "batch_size", "seeds", "device",
                 "results_dir", "max_steps_per_epoch", "overwrite", "M1", "affinity")
+DEFAULT_KERNEL = "python3"  # ipykernel's own: papermill's default, and the notebooks' kernelspec
+# Table order of `slnl reproduce`: a table comes after the one whose rows it shares (Table 4 CE = Table 3 CS-T,
+# Table 5 none = Table 4 SMFL, Table 6 Local = Table 5 rFA, Table 1/2's model = Table 6's adopted rows).
+ORDER = ("table3", "table4", "table5", "table6", "table1", "table2")
+Log = Callable[[str], Any]
+
+
+class UsageError(ValueError):
+    """Bad input to ``slnl sweep`` / ``slnl reproduce``, found before anything ran (one line)."""
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -58,14 +86,9 @@ def resolve_value(text: str) -> Any:
     return text
 
 
-DEFAULT_KERNEL = "python3"  # ipykernel's own: papermill's default, and the notebooks' kernelspec
-
-
 def kernel_interpreter(name: str) -> str | None:
     """The Python interpreter the Jupyter kernel ``name`` starts when papermill runs in this interpreter, or None if
     its command is not a Python (``jupyter_client`` replaces a bare ``python``/``python3`` by ``sys.executable``)."""
-    from jupyter_client.kernelspec import KernelSpecManager  # here, not at the top: `slnl sweep --help` stays fast
-
     argv = KernelSpecManager().get_kernel_spec(name).argv
     if not argv:
         return None
@@ -80,8 +103,6 @@ def kernel_name(requested: str | None = None) -> str:
     ``python3`` normally runs this very interpreter (``sys.executable``), so any environment with slnl and ipykernel
     installed runs the notebooks. A ``python3`` kernelspec of another interpreter can shadow it (a user-level one,
     ``jupyter kernelspec list`` shows which wins); that is said in one line, since slnl may be missing there."""
-    from jupyter_client.kernelspec import KernelSpecManager  # here, not at the top: `slnl sweep --help` stays fast
-
     have = KernelSpecManager().find_kernel_specs()
     want = requested or DEFAULT_KERNEL
     if want not in have:
@@ -95,11 +116,25 @@ def kernel_name(requested: str | None = None) -> str:
     return want
 
 
+def notebooks_dir(names: Sequence[str], given: str | os.PathLike | None = None) -> Path:
+    """The folder holding the repository's notebooks ``names``: ``given`` (``--notebooks``) or ``./notebooks`` of the
+    working directory. ``UsageError`` (one line) when one is missing."""
+    where = Path(given).expanduser().absolute() if given else Path.cwd() / "notebooks"
+    missing = [n for n in names if not (where / n).is_file()]
+    if missing:
+        hint = "" if given else " (run from the slnl repository, or pass --notebooks DIR)"
+        raise UsageError(f"no {', '.join(missing)} in {where}{hint}")
+    return where
+
+
 def run_notebook(src: Path, dst: Path, params: dict[str, Any], kernel: str, env: dict[str, str] | None = None,
                  log_path: Path | None = None, timeout: float | None = None) -> tuple[int, str]:
-    """Execute ``src`` with papermill into ``dst`` in a subprocess; returns (exit code, tail of its output)."""
+    """Execute ``src`` with papermill into ``dst`` in a subprocess, with ``slnl.utils.home()`` as its working
+    directory; returns (exit code, tail of its output)."""
     dst.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "papermill", str(src), str(dst), "-k", kernel, "--cwd", str(REPO_ROOT),
+    cwd = home()
+    cwd.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "papermill", str(src), str(dst), "-k", kernel, "--cwd", str(cwd),
            "--no-progress-bar", "-y", yaml.safe_dump(params, default_flow_style=True).strip()]
     log_path = log_path or dst.with_suffix(".log")
     with open(log_path, "w") as log:
@@ -114,26 +149,6 @@ def run_notebook(src: Path, dst: Path, params: dict[str, Any], kernel: str, env:
     return code, text[-4000:]
 
 
-def _table_params(params: dict[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(params) - set(TABLE_PARAMS))
-    if unknown:
-        raise SystemExit(f"slnl: unknown notebook parameter(s) {unknown}; table notebooks take {list(TABLE_PARAMS)}")
-    return params
-
-
-def pending(tbl: ex.Table, rows: Sequence[ex.Row], params: dict[str, Any]) -> tuple[list[ex.Row], list[ex.Row]]:
-    """(rows with a missing result file, rows already finished) for the splits and seeds the parameters ask for."""
-    store = ex.resolve_store(params.get("dataset", "synthetic"), params.get("data_root") or None)
-    splits = [ex.split_label(s) for s in ex.parse_list(params.get("split"))] or ex.default_splits(tbl, store)
-    seeds = ex.parse_list(params.get("seeds", 0), int) or [0]
-    results_dir = Path(params.get("results_dir", "results"))
-    todo, done = [], []
-    for r in rows:
-        paths = [ex.result_path(results_dir, tbl, r, s, k) for s in splits for k in seeds]
-        (done if all(p.is_file() for p in paths) and not params.get("overwrite") else todo).append(r)
-    return todo, done
-
-
 def _record_failure(path: Path, key: str, info: dict[str, Any] | None) -> None:
     fails = json.loads(path.read_text()) if path.is_file() else {}
     if info is None:
@@ -145,151 +160,252 @@ def _record_failure(path: Path, key: str, info: dict[str, Any] | None) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# slnl sweep
+# Tasks: what runs, and where
 # ----------------------------------------------------------------------------------------------------------------------
-def sweep(table_name: str, params: dict[str, Any], rows: str | None = None, gpus: Sequence[str] = (),
-          kernel: str | None = None, log: Any = print) -> int:
-    """Run a table's rows as separate papermill executions (see the module docstring). Returns 0 when every row
-    finished, 1 otherwise."""
-    tbl = ex.table(table_name)
-    params = _table_params(dict(params))
-    # Paths on the command line are relative to where the command runs; the notebooks get them absolute.
-    params["results_dir"] = str(Path(params.get("results_dir", "results")).resolve())
-    params["data_root"] = str(Path(params["data_root"]).resolve()) if params.get("data_root") else None
-    selected = ex.select_rows(tbl, rows, m1=params.get("M1"), affinity=params.get("affinity"))
-    params.pop("M1", None)
-    params.pop("affinity", None)  # the row is named explicitly below
-    if params.get("dataset", "synthetic") == "synthetic" and not params.get("data_root"):
-        from slnl.data import synthetic
+@dataclass
+class Task:
+    """One papermill execution: ``src`` into ``dst`` with ``params``. A row task (``key`` = its row slug) records
+    its failure in ``failures``."""
 
-        synthetic.ensure_default()  # build once here, not in parallel in every execution
-    todo, done = pending(tbl, selected, params)
-    for r in done:
-        log(f"{tbl.name} {r.slug}: finished already (result files exist)")
-    if not todo:
-        log(f"{tbl.name}: nothing to run")
-        return 0
-    kern = kernel_name(kernel)
-    results_dir = Path(params["results_dir"])
-    nb_dir = results_dir / tbl.name / "notebooks"
-    fail_path = results_dir / tbl.name / "failures.json"
-    slots: list[str | None] = list(gpus) if gpus else [None]
-    free = list(slots)
+    name: str
+    src: Path
+    dst: Path
+    params: dict[str, Any]
+    key: str | None = None
+    failures: Path | None = None
+    table: str = ""
+
+
+@dataclass
+class Slot:
+    """Where a task runs: the environment it adds and the device it asks for (``device="auto"`` only)."""
+
+    label: str
+    env: dict[str, str] = field(default_factory=dict)
+    device: str | None = None
+
+
+def slots(gpus: Sequence[str] = (), jobs: int = 1) -> list[Slot]:
+    """``jobs`` slots on the CPU (single-threaded when there are several), or ``jobs`` per GPU of ``gpus``."""
+    if jobs < 1:
+        raise UsageError(f"--jobs: expected a number of processes >= 1, got {jobs}")
+    if gpus:
+        return [Slot(f"GPU {g}", {"CUDA_VISIBLE_DEVICES": str(g)}, "cuda") for g in gpus for _ in range(jobs)]
+    # One thread per process: N processes each spinning several OpenMP threads on N cores run many times slower.
+    one = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"} if jobs > 1 else {}
+    return [Slot("CPU", dict(one)) for _ in range(jobs)]
+
+
+def _table_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The table notebooks' parameters, checked by name; paths made absolute (``slnl.utils.resolve_path``)."""
+    unknown = sorted(set(params) - set(TABLE_PARAMS))
+    if unknown:
+        raise UsageError(f"unknown notebook parameter(s) {unknown}; table notebooks take {list(TABLE_PARAMS)}")
+    params = dict(params)
+    params["results_dir"] = str(resolve_path(params.get("results_dir") or "results"))
+    root = resolve_path(params.get("data_root"))
+    params["data_root"] = str(root) if root is not None else None
+    if params.get("scale", "cpu") not in study.SCALES:
+        raise UsageError(f"unknown scale {params['scale']!r}; expected one of {', '.join(study.SCALES)}")
+    try:
+        ex.parse_list(params.get("seeds", 0), int)
+    except ValueError:
+        raise UsageError(f"seeds: expected whole numbers such as 0 or 0,1,2, got {params.get('seeds')!r}") from None
+    return params
+
+
+def row_tasks(selection: Sequence[tuple[ex.Table, Sequence[ex.Row]]], params: dict[str, Any], nb_dir: Path,
+              log: Log = print) -> list[Task]:
+    """A task per selected row that has a result file missing, in an order that trains a configuration shared by
+    several rows once: rows whose configurations all come earlier are moved to the end (they reuse)."""
+    results = Path(params["results_dir"])
+    store = study.resolve_store(params.get("dataset", "synthetic"), params.get("data_root"))
+    seeds = ex.parse_list(params.get("seeds", 0), int) or [0]
+    config = {k: params.get(k) for k in ("epochs", "batch_size", "max_steps_per_epoch")}
+    config.update(dataset=params.get("dataset", "synthetic"), scale=params.get("scale", "cpu"))
+    seen: set[str] = set()
+    first: list[Task] = []
+    later: list[Task] = []
+    for t, rows in selection:
+        splits = study.table_splits(t, store, params.get("split"))
+        for r in rows:
+            paths = [study.result_path(results, t, r, s, k) for s in splits for k in seeds]
+            if not params.get("overwrite") and all(p.is_file() for p in paths):
+                log(f"{t.name} {r.slug}: finished already (result files exist)")
+                continue
+            keys = {study.config_key(study.row_config(t, r, s, k, data_root=store, results_dir=results, **config))
+                    for s in splits for k in seeds}
+            nb = results / t.name / "notebooks" / f"{r.slug}.ipynb"
+            task = Task(f"{t.name} {r.slug}", nb_dir / f"{t.name}.ipynb", nb, dict(params, rows=r.slug), key=r.slug,
+                        failures=results / t.name / "failures.json", table=t.name)
+            (later if keys <= seen else first).append(task)
+            seen |= keys
+    return first + later
+
+
+def run_tasks(tasks: Sequence[Task], where: Sequence[Slot], kernel: str, log: Log = print) -> list[Task]:
+    """Run ``tasks`` in order, one per free slot at a time; returns the tasks that failed."""
+    free: queue.Queue[Slot] = queue.Queue()
+    for s in where:
+        free.put(s)
     lock = threading.Lock()
-    failed: list[str] = []
+    failed: list[Task] = []
 
-    def job(r: ex.Row, slot: str | None) -> None:
-        env = dict(os.environ)
-        p = dict(params, rows=r.slug)
-        if slot is not None:
-            env["CUDA_VISIBLE_DEVICES"] = str(slot)
-            if p.get("device", "auto") == "auto":
-                p["device"] = "cuda"
-        where = f"GPU {slot}" if slot is not None else "CPU"
-        log(f"{tbl.name} {r.slug}: running on {where} -> {nb_dir / (r.slug + '.ipynb')}")
+    def work(task: Task, slot: Slot) -> None:
+        env = {**os.environ, **slot.env}
+        p = dict(task.params)
+        if slot.device is not None and p.get("device", "auto") == "auto":
+            p["device"] = slot.device
+        log(f"{task.name}: running on {slot.label} -> {task.dst}")
         t0 = time.time()
         try:
-            code, tail = run_notebook(NOTEBOOKS / f"{tbl.name}.ipynb", nb_dir / f"{r.slug}.ipynb", p, kern, env)
-        except Exception as e:  # noqa: BLE001 - a row that cannot even start is recorded like one that failed
+            code, tail = run_notebook(task.src, task.dst, p, kernel, env)
+        except Exception as e:  # noqa: BLE001 - a task that cannot even start is recorded like one that failed
             code, tail = -1, f"{type(e).__name__}: {e}"
         with lock:
+            if task.failures is not None:
+                _record_failure(task.failures, task.key or task.name, None if code == 0 else {
+                    "exit_code": code, "notebook": str(task.dst), "log": str(task.dst.with_suffix(".log")),
+                    "device": slot.label, "params": p, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    "output_tail": tail})
             if code == 0:
-                _record_failure(fail_path, r.slug, None)
-                log(f"{tbl.name} {r.slug}: done in {time.time() - t0:.0f} s")
+                log(f"{task.name}: done in {time.time() - t0:.0f} s")
             else:
-                failed.append(r.slug)
-                _record_failure(fail_path, r.slug, {
-                    "exit_code": code, "notebook": str(nb_dir / f"{r.slug}.ipynb"),
-                    "log": str(nb_dir / f"{r.slug}.log"), "device": where, "params": p,
-                    "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "output_tail": tail})
-                log(f"{tbl.name} {r.slug}: FAILED (exit {code}); see {nb_dir / (r.slug + '.log')}")
-            free.append(slot)
+                failed.append(task)
+                log(f"{task.name}: FAILED (exit {code}); see {task.dst.with_suffix('.log')}")
+        free.put(slot)
 
     threads: list[threading.Thread] = []
-    for r in todo:
-        while True:
-            with lock:
-                slot = free.pop(0) if free else "busy"
-            if slot != "busy":
-                break
-            time.sleep(0.5)
-        th = threading.Thread(target=job, args=(r, slot), daemon=True)
+    for task in tasks:
+        slot = free.get()  # blocks until a running task gives its slot back
+        th = threading.Thread(target=work, args=(task, slot), daemon=True)
         th.start()
         threads.append(th)
     for th in threads:
         th.join()
+    return failed
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# slnl sweep
+# ----------------------------------------------------------------------------------------------------------------------
+@dataclass
+class Plan:
+    """What a sweep or a reproduction will run, checked (``plan_sweep``, ``plan_reproduce``)."""
+
+    rows: list[Task]
+    tables: list[Task]
+    after: list[Task]
+    where: list[Slot]
+    kernel: str
+    results: Path
+    names: list[str]
+
+
+def plan_sweep(table_name: str, params: dict[str, Any], rows: str | None = None, gpus: Sequence[str] = (),
+               jobs: int = 1, kernel: str | None = None, notebooks: str | os.PathLike | None = None,
+               log: Log = print) -> Plan:
+    """Check everything ``sweep`` needs and list its tasks; writes nothing (bar the built-in synthetic store)."""
+    tbl = ex.table(table_name)
+    params = _table_params(params)
+    selected = ex.rows(tbl, rows, m1=params.pop("M1", None), affinity=params.pop("affinity", None))
+    if not selected:
+        raise UsageError(f"{tbl.name}: no runnable row selected by --rows {rows!r}")
+    where = slots(gpus, jobs)
+    nb_dir = notebooks_dir([f"{tbl.name}.ipynb"], notebooks)
+    kern = kernel_name(kernel)
+    tasks = row_tasks([(tbl, selected)], params, nb_dir, log)
+    return Plan(tasks, [], [], where, kern, Path(params["results_dir"]), [tbl.name])
+
+
+def sweep(table_name: str, params: dict[str, Any], rows: str | None = None, gpus: Sequence[str] = (), jobs: int = 1,
+          kernel: str | None = None, notebooks: str | os.PathLike | None = None, log: Log = print) -> int:
+    """Run a table's rows as separate papermill executions (see the module docstring). Returns 0 when every row
+    finished, 1 otherwise."""
+    return run_sweep(plan_sweep(table_name, params, rows, gpus, jobs, kernel, notebooks, log), log)
+
+
+def run_sweep(plan: Plan, log: Log = print) -> int:
+    name = plan.names[0]
+    if not plan.rows:
+        log(f"{name}: nothing to run")
+        return 0
+    failed = run_tasks(plan.rows, plan.where, plan.kernel, log)
     if failed:
-        log(f"{tbl.name}: {len(failed)} row(s) failed: {', '.join(failed)} (details in {fail_path})")
+        log(f"{name}: {len(failed)} row(s) failed: {', '.join(t.key or t.name for t in failed)} (details in "
+            f"{plan.results / name / 'failures.json'})")
         return 1
-    log(f"{tbl.name}: all {len(todo)} row(s) finished; results in {results_dir / tbl.name}")
+    log(f"{name}: all {len(plan.rows)} row(s) finished; results in {plan.results / name}")
     return 0
 
 
 # ----------------------------------------------------------------------------------------------------------------------
 # slnl reproduce
 # ----------------------------------------------------------------------------------------------------------------------
-# Two lanes balanced at the cpu scale (Table 6's eight non-local models ≈ Tables 3–5's seventeen local ones). Within a
-# lane the order lets a table reuse a finished identical run of the previous one (see experiments.run_table):
-# Table 4 CE = Table 3 CS-T, Table 5 none = Table 4 SMFL, Table 1/2's model = Table 6 SLnL M1=5 on CS.
-LANES = (("table6", "table1", "table2"), ("table3", "table4", "table5"))
-ORDER = ("table3", "table4", "table5", "table6", "table1", "table2")
+def plan_reproduce(dataset: str = "synthetic", data_root: str | None = None, scale: str = "cpu", seeds: str = "0",
+                   device: str = "auto", kernel: str | None = None, results_dir: str = "results",
+                   split: str | None = None, epochs: int | None = None, max_steps_per_epoch: int | None = None,
+                   jobs: int = 2, gpus: Sequence[str] = (), tables: Sequence[str] | None = None,
+                   notebooks: str | os.PathLike | None = None, log: Log = print) -> Plan:
+    """Check everything ``reproduce`` needs — tables, notebooks, kernel, the dataset's store and every table's
+    splits — once, before any notebook starts, and list the tasks. Writes nothing (bar the built-in synthetic
+    store)."""
+    names = [ex.table(t).name for t in tables] if tables else list(ORDER)
+    names = [t for t in ORDER if t in names]
+    if split is None and scale == "cpu":
+        split = "CS"  # the 30-minute budget of `make reproduce` on 2 cores: one split at the cpu scale
+    params = _table_params({"dataset": dataset, "data_root": data_root, "split": split, "scale": scale,
+                            "epochs": epochs, "seeds": seeds, "device": device, "results_dir": results_dir,
+                            "max_steps_per_epoch": max_steps_per_epoch})
+    where = slots(gpus, jobs)
+    nb_dir = notebooks_dir([f"{t}.ipynb" for t in names] + ["fig4.ipynb", "report.ipynb"], notebooks)
+    kern = kernel_name(kernel)
+    store = study.resolve_store(dataset, params["data_root"])
+    if params["data_root"] is None and dataset == "synthetic":
+        log(f"synthetic store: {store}")
+    rows = row_tasks([(ex.table(t), ex.rows(t)) for t in names], params, nb_dir, log)
+    results = Path(params["results_dir"])
+    out = results / "notebooks"
+    shown = [Task(t, nb_dir / f"{t}.ipynb", out / f"{t}.ipynb", dict(params), table=t) for t in names]
+    after = [Task(n, nb_dir / f"{n}.ipynb", out / f"{n}.ipynb", {"results_dir": str(results)})
+             for n in ("fig4", "report")]
+    return Plan(rows, shown, after, where, kern, results, names)
 
 
 def reproduce(dataset: str = "synthetic", data_root: str | None = None, scale: str = "cpu", seeds: str = "0",
               device: str = "auto", kernel: str | None = None, results_dir: str = "results",
               split: str | None = None, epochs: int | None = None, max_steps_per_epoch: int | None = None,
-              jobs: int = 2, tables: Sequence[str] | None = None, log: Any = print) -> int:
-    """Every table notebook, then Fig. 4 and the report (module docstring). Returns 0 when all succeeded."""
-    results = Path(results_dir).resolve()
-    nb_out = results / "notebooks"
-    kern = kernel_name(kernel)
-    if split is None and scale == "cpu":
-        split = "CS"  # the 30-minute budget of `make reproduce` on 2 cores: one split at the cpu scale
-    data_root = str(Path(data_root).resolve()) if data_root else None
-    params = {"dataset": dataset, "data_root": data_root, "split": split, "scale": scale, "epochs": epochs,
-              "seeds": seeds, "device": device, "results_dir": str(results),
-              "max_steps_per_epoch": max_steps_per_epoch}
-    if dataset == "synthetic" and not data_root:
-        from slnl.data import synthetic
+              jobs: int = 2, gpus: Sequence[str] = (), tables: Sequence[str] | None = None,
+              notebooks: str | os.PathLike | None = None, log: Log = print) -> int:
+    """Every table's rows, the table notebooks, Fig. 4 and the report (module docstring). Returns 0 when all
+    succeeded."""
+    plan = plan_reproduce(dataset, data_root, scale, seeds, device, kernel, results_dir, split, epochs,
+                          max_steps_per_epoch, jobs, gpus, tables, notebooks, log)
+    return run_reproduce(plan, log)
 
-        log(f"synthetic store: {synthetic.ensure_default()}")
-    names = [ex.table(t).name for t in tables] if tables else list(ORDER)
-    lanes = [[t for t in lane if t in names] for lane in LANES] if jobs >= 2 else [[t for t in ORDER if t in names]]
-    lanes = [lane for lane in lanes if lane]
-    failed: list[str] = []
-    lock = threading.Lock()
+
+def run_reproduce(plan: Plan, log: Log = print) -> int:
     t_start = time.time()
-
-    def lane_worker(lane: list[str]) -> None:
-        for name in lane:
-            t0 = time.time()
-            log(f"{name}: running notebooks/{name}.ipynb -> {nb_out / (name + '.ipynb')}")
-            code, tail = run_notebook(NOTEBOOKS / f"{name}.ipynb", nb_out / f"{name}.ipynb", params, kern)
-            with lock:
-                if code != 0:
-                    failed.append(name)
-                    log(f"{name}: FAILED (exit {code}); see {nb_out / (name + '.log')}\n{tail[-1500:]}")
-                else:
-                    log(f"{name}: done in {time.time() - t0:.0f} s")
-
-    threads = [threading.Thread(target=lane_worker, args=(lane,), daemon=True) for lane in lanes]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    for name, p in (("fig4", {"results_dir": str(results)}), ("report", {"results_dir": str(results)})):
-        log(f"{name}: running notebooks/{name}.ipynb")
-        code, tail = run_notebook(NOTEBOOKS / f"{name}.ipynb", nb_out / f"{name}.ipynb", p, kern)
-        if code != 0:
-            failed.append(name)
-            log(f"{name}: FAILED (exit {code}); see {nb_out / (name + '.log')}\n{tail[-1500:]}")
-    log(f"\nreproduce: {time.time() - t_start:.0f} s ({dataset}, scale {scale}, split {split or 'all'}, seeds {seeds})")
+    failed_rows = run_tasks(plan.rows, plan.where, plan.kernel, log)
+    broken = {t.table for t in failed_rows}
+    for name in sorted(broken):
+        log(f"{name}: not shown, row(s) failed: {', '.join(t.key for t in failed_rows if t.table == name)} "
+            f"(details in {plan.results / name / 'failures.json'})")
+    # Each table notebook once: its rows are finished, so it only collects them and shows the table.
+    failed = run_tasks([t for t in plan.tables if t.table not in broken], plan.where, plan.kernel, log)
+    # Fig. 4, then the report (it reads every table's results); one at a time, and they take no `device` parameter.
+    failed += run_tasks(plan.after, [Slot(plan.where[0].label, plan.where[0].env)], plan.kernel, log)
+    results = plan.results
+    p = plan.tables[0].params if plan.tables else {}
+    log(f"\nreproduce: {time.time() - t_start:.0f} s ({p.get('dataset')}, scale {p.get('scale')}, split "
+        f"{p.get('split') or 'all'}, seeds {p.get('seeds')})")
     log(f"  tables:    {results / 'tables'}  (tableN.md: ours beside the paper's; tableN_claims.csv)")
     log(f"  figures:   {results / 'figures'}")
-    log(f"  notebooks: {nb_out}  (executed, with outputs)")
+    log(f"  notebooks: {results / 'notebooks'}  (executed, with outputs; one per row under tableN/notebooks/)")
     log(f"  results:   {results}/tableN/*.json (one per row, split, seed); runs: {results / 'runs'}")
-    if failed:
-        log(f"  FAILED: {', '.join(failed)}")
+    names = sorted(broken) + [t.name for t in failed]
+    if names:
+        log(f"  FAILED: {', '.join(names)}")
         return 1
     return 0
 
@@ -301,45 +417,59 @@ def _params(pairs: list[list[str]] | None) -> dict[str, Any]:
     return {k: resolve_value(v) for k, v in (pairs or [])}
 
 
+def _gpus(text: str) -> list[str]:
+    return [g.strip() for g in text.split(",") if g.strip()]
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in ("sweep", "reproduce"):
         print("usage: slnl sweep TABLE [...] | slnl reproduce [...]", file=sys.stderr)
         return 2
     cmd, rest = argv[0], argv[1:]
+    ap = argparse.ArgumentParser(prog=f"slnl {cmd}")
     if cmd == "sweep":
-        ap = argparse.ArgumentParser(prog="slnl sweep", description="Run a paper table's rows as papermill "
-                                     "executions, one per GPU at a time (sequential on the CPU without --gpus).")
+        ap.description = ("Run a paper table's rows as papermill executions, --jobs at once per device (the CPU, or "
+                          "each GPU of --gpus); finished rows are skipped.")
         ap.add_argument("table", help="table1 … table6 (or 1 … 6)")
-        ap.add_argument("--gpus", default="", help="comma-separated GPU ids, e.g. 0,1 (default: CPU, one at a time)")
         ap.add_argument("--rows", default=None, help="comma-separated row slugs (default: every runnable row)")
-        ap.add_argument("--kernel", default=DEFAULT_KERNEL, help="Jupyter kernel (default: %(default)s, this "
-                        "interpreter)")
         ap.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
                         help="notebook parameter, papermill style (e.g. -p scale paper -p seeds 0,1,2)")
-        a = ap.parse_args(rest)
-        gpus = [g.strip() for g in a.gpus.split(",") if g.strip()]
-        return sweep(a.table, _params(a.parameter), rows=a.rows, gpus=gpus, kernel=a.kernel)
-    ap = argparse.ArgumentParser(prog="slnl reproduce", description="Run every table notebook, Fig. 4 and the report "
-                                 "with papermill; print where the tables and figures are.")
-    ap.add_argument("--dataset", default="synthetic", choices=ex.DATASETS)
-    ap.add_argument("--data-root", default="", help="prepared store directory ('' = built-in synthetic set)")
-    ap.add_argument("--scale", default="cpu", choices=tuple(ex.SCALES))
-    ap.add_argument("--seeds", default="0", help="e.g. 0 or 0,1,2")
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--kernel", default=DEFAULT_KERNEL,
-                    help="Jupyter kernel (default: %(default)s, this interpreter)")
-    ap.add_argument("--results-dir", default="results")
-    ap.add_argument("--split", default=None, help="default: CS at the cpu scale, every reported split otherwise")
-    ap.add_argument("--epochs", type=int, default=None, help="default: the scale's")
-    ap.add_argument("--max-steps-per-epoch", type=int, default=None)
-    ap.add_argument("--jobs", type=int, default=2, help="table notebooks run in parallel (1 or 2 lanes)")
-    ap.add_argument("--tables", default=None, help="subset, e.g. table3,table6 (default: all)")
+        jobs_default = 1
+    else:
+        ap.description = ("Run every paper table's rows, then each table notebook, Fig. 4 and the report, with "
+                          "papermill; print where the tables and figures are.")
+        ap.add_argument("--dataset", default="synthetic", choices=DATASETS)
+        ap.add_argument("--data-root", default="", help="prepared store directory ('' = built-in synthetic set)")
+        ap.add_argument("--scale", default="cpu", choices=tuple(study.SCALES))
+        ap.add_argument("--seeds", default="0", help="e.g. 0 or 0,1,2")
+        ap.add_argument("--device", default="auto")
+        ap.add_argument("--results-dir", default="results")
+        ap.add_argument("--split", default=None, help="default: CS at the cpu scale, every reported split otherwise")
+        ap.add_argument("--epochs", type=int, default=None, help="default: the scale's")
+        ap.add_argument("--max-steps-per-epoch", type=int, default=None)
+        ap.add_argument("--tables", default=None, help="subset, e.g. table3,table6 (default: all)")
+        jobs_default = 2
+    ap.add_argument("--jobs", type=int, default=jobs_default, help="rows run at once per device: processes on the "
+                    "CPU (single-threaded when more than one), or per GPU with --gpus (default: %(default)s)")
+    ap.add_argument("--gpus", default="", help="comma-separated GPU ids, e.g. 0,1 (default: the CPU)")
+    ap.add_argument("--kernel", default=DEFAULT_KERNEL, help="Jupyter kernel (default: %(default)s, this interpreter)")
+    ap.add_argument("--notebooks", default=None, help="folder of the slnl notebooks (default: ./notebooks)")
     a = ap.parse_args(rest)
-    return reproduce(dataset=a.dataset, data_root=a.data_root or None, scale=a.scale, seeds=a.seeds,
-                     device=a.device, kernel=a.kernel, results_dir=a.results_dir, split=a.split, epochs=a.epochs,
-                     max_steps_per_epoch=a.max_steps_per_epoch, jobs=a.jobs,
-                     tables=ex.parse_list(a.tables) if a.tables else None)
+    try:
+        if cmd == "sweep":
+            plan = plan_sweep(a.table, _params(a.parameter), rows=a.rows, gpus=_gpus(a.gpus), jobs=a.jobs,
+                              kernel=a.kernel, notebooks=a.notebooks)
+        else:
+            plan = plan_reproduce(dataset=a.dataset, data_root=a.data_root or None, scale=a.scale, seeds=a.seeds,
+                                  device=a.device, kernel=a.kernel, results_dir=a.results_dir, split=a.split,
+                                  epochs=a.epochs, max_steps_per_epoch=a.max_steps_per_epoch, jobs=a.jobs,
+                                  gpus=_gpus(a.gpus), tables=ex.parse_list(a.tables) if a.tables else None,
+                                  notebooks=a.notebooks)
+    except (KeyError, ValueError, OSError) as e:  # bad input, found before anything ran: one line, no traceback
+        print(f"slnl {cmd}: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)
+        return 2
+    return run_sweep(plan) if cmd == "sweep" else run_reproduce(plan)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""slnl.experiments: the paper's tables as data (checked against the paper's text), row selection, run configs, and
-run_table's result files / skip / reuse behaviour on a real (tiny) training run."""
+"""slnl.experiments: the paper's tables as data (checked against the paper's text), row selection; slnl.study: run
+configs, scales from the engine's protocol, store checks, and run_table's result files / skip / reuse behaviour on a
+real (tiny) training run, also with two processes asking for the same configuration at once."""
 from __future__ import annotations
 
 import json
@@ -13,6 +14,10 @@ import pytest
 import torch
 
 from slnl import experiments as ex
+from slnl import study
+from slnl.engine.config import PROTOCOL, TrainConfig
+from slnl.losses import LOSS_PARAMS, loss_params, make_loss
+from slnl.utils import resolve_path
 
 NTU_TABLES = ("table1", "table3", "table4", "table5", "table6")
 
@@ -78,7 +83,7 @@ def test_tables_chain_as_the_paper_says():
     for (ta, a), (tb, b), splits in same:
         ra, rb = ta.row(a), tb.row(b)
         for s in splits:
-            ca, cb = (ex.row_config(t, r, s, scale="paper") for t, r in ((ta, ra), (tb, rb)))
+            ca, cb = (study.row_config(t, r, s, scale="paper") for t, r in ((ta, ra), (tb, rb)))
             ca.pop("out"), cb.pop("out")
             assert ca == cb, (a, b, s)
             assert ra.paper[s] == rb.paper[s], (a, b, s)
@@ -99,7 +104,7 @@ def test_every_runnable_row_builds_and_runs_forward(name):
     x = torch.randn(2, 3, 32, 25, 2)
     for r in ex.rows(name):
         for split in ("CS", "CV"):
-            cfg = ex.row_config(name, r, split, scale="cpu", dataset="synthetic", data_root=None)
+            cfg = study.row_config(name, r, split, scale="cpu", dataset="synthetic", data_root=None)
             model = build(cfg["preset"], num_classes=12, **cfg["model"]).eval()
             for k, v in cfg["model"].items():
                 assert getattr(model.config, k) == v
@@ -131,11 +136,9 @@ def test_row_selection():
 
 
 def test_row_config_is_a_valid_train_config():
-    from slnl.engine import TrainConfig
-
     for t in ex.TABLES.values():
         for r in ex.rows(t):
-            cfg = TrainConfig.from_dict(ex.row_config(t, r, "CS", seed=3, scale="paper", dataset="synthetic"))
+            cfg = TrainConfig.from_dict(study.row_config(t, r, "CS", seed=3, scale="paper", dataset="synthetic"))
             cfg.validate()
             assert cfg.seed == 3 and cfg.split == "xsub"
             s = r.settings_for("CS")
@@ -143,18 +146,18 @@ def test_row_config_is_a_valid_train_config():
             assert cfg.gamma == (s.get("gamma", 0.0) if s["loss"] in ("FL", "SMFL") else 0.0)
             assert cfg.m == (s.get("m", 0.0) if s["loss"] in ("SMCE", "SMFL") else 0.0)
     # §4.1 at the paper scale: the dataset's protocol; a stand-in dataset uses the table's.
-    c = ex.row_config("table5", "rfa", "CV", scale="paper", dataset="synthetic")
+    c = study.row_config("table5", "rfa", "CV", scale="paper", dataset="synthetic")
     assert (c["preset"], c["epochs"], c["batch_size"], c["m"], c["split"]) == ("ntu", 300, 32, 0.6, "xview")
-    c = ex.row_config("table2", "slnl-rfa", "CS", scale="paper", dataset="synthetic")
+    c = study.row_config("table2", "slnl-rfa", "CS", scale="paper", dataset="synthetic")
     assert (c["preset"], c["epochs"], c["batch_size"], c["model"]["m1"]) == ("kinetics", 100, 128, 5)
-    c = ex.row_config("table4", "fl-3", "CS", scale="cpu", epochs=2, batch_size=8, max_steps_per_epoch=1)
+    c = study.row_config("table4", "fl-3", "CS", scale="cpu", epochs=2, batch_size=8, max_steps_per_epoch=1)
     assert (c["preset"], c["epochs"], c["batch_size"], c["max_steps_per_epoch"], c["gamma"], c["m"]) == (
         "cpu", 2, 8, 1, 3.0, 0.0)
     assert c["out"].endswith("runs/table4/fl-3__CS__seed0")
     with pytest.raises(ValueError, match="published reference"):
-        ex.row_config("table1", "hcn", "CS")
+        study.row_config("table1", "hcn", "CS")
     with pytest.raises(ValueError, match="needs data_root"):
-        ex.row_config("table3", "cs-t", "CS", dataset="ntu60")
+        study.row_config("table3", "cs-t", "CS", dataset="ntu60")
     with pytest.raises(ValueError, match="unknown split"):
         ex.split_label("cross-subject")
 
@@ -178,7 +181,7 @@ def test_row_settings_are_what_row_config_trains():
     for t in ex.TABLES.values():
         for r in ex.rows(t):
             for split in ("CS", "CV"):
-                s, c = ex.row_settings(t, r, split), ex.row_config(t, r, split, scale="paper")
+                s, c = ex.row_settings(t, r, split), study.row_config(t, r, split, scale="paper")
                 assert s == {k: c[k] for k in ("model", "loss", "gamma", "m")}
     with pytest.raises(ValueError, match="published reference"):
         ex.row_settings("table1", "hcn", "CS")
@@ -200,24 +203,22 @@ def test_paper_as_data_does_not_import_the_engine():
 
 
 def test_result_path_and_splits(tmp_path):
-    path = ex.result_path("results", "table6", "slnl-3", "xview", 2)
+    path = study.result_path("results", "table6", "slnl-3", "xview", 2)
     assert path.as_posix() == "results/table6/slnl-3__CV__seed2.json"
     assert ex.store_split("CS") == "xsub" and ex.split_label("xset") == "CSet"
     assert ex.parse_list("0, 1;2", int) == [0, 1, 2] and ex.parse_list(0, int) == [0] and ex.parse_list(None) == []
     assert "STAND-IN" in ex.stand_in_note(ex.TABLE2, "synthetic") and ex.stand_in_note(ex.TABLE2, "kinetics") == ""
     assert ex.stand_in_note(ex.TABLE3, "ntu60") == "" and "msr3d" in ex.stand_in_note(ex.TABLE3, "msr3d")
     with pytest.raises(FileNotFoundError, match="meta.json"):
-        ex.resolve_store("msr3d", tmp_path)
+        study.resolve_store("msr3d", tmp_path)
 
 
 # --------------------------------------------------------------------------------------------------------------------
 # run_table on the built-in synthetic set (one optimiser step)
 # --------------------------------------------------------------------------------------------------------------------
 def test_run_table_writes_skips_and_reuses(tmp_path, monkeypatch):
-    from slnl import engine
-
     kw = dict(split="CS", epochs=1, max_steps_per_epoch=1, results_dir=tmp_path, log=lambda *_: None)
-    (rec,) = ex.run_table("table3", "cs-t", **kw)
+    (rec,) = study.run_table("table3", "cs-t", **kw)
     path = tmp_path / "table3" / "cs-t__CS__seed0.json"
     saved = json.loads(path.read_text())
     assert saved == json.loads(json.dumps(rec))
@@ -225,7 +226,7 @@ def test_run_table_writes_skips_and_reuses(tmp_path, monkeypatch):
         assert k in saved
     assert (saved["table"], saved["row"], saved["split"], saved["seed"], saved["epochs"]) == ("table3", "cs-t", "CS",
                                                                                             0, 1)
-    result = json.loads((ex.repo_path(saved["run_dir"]) / "result.json").read_text())
+    result = json.loads((resolve_path(saved["run_dir"]) / "result.json").read_text())
     assert (saved["top1"], saved["top5"]) == (result["top1"], result["top5"])
     assert result["config"]["model"]["transform"] == "CS-T" and result["config"]["loss"] == "CE"
 
@@ -233,13 +234,149 @@ def test_run_table_writes_skips_and_reuses(tmp_path, monkeypatch):
     def no_training(cfg):
         raise AssertionError(f"fit() must not be called, got {cfg['out']}")
 
-    monkeypatch.setattr(engine, "fit", no_training)
-    assert ex.run_table("table3", "cs-t", **kw)[0]["top1"] == saved["top1"]
-    (ce,) = ex.run_table("table4", "ce", **kw)
+    monkeypatch.setattr(study.engine, "fit", no_training)
+    assert study.run_table("table3", "cs-t", **kw)[0]["top1"] == saved["top1"]
+    (ce,) = study.run_table("table4", "ce", **kw)
     assert ce["reused_from"] == str(path) and ce["top1"] == saved["top1"] and ce["run_dir"] == saved["run_dir"]
     assert (tmp_path / "table4" / "ce__CS__seed0.json").is_file()
     # The same file asked with another configuration is an error, not a silent skip.
     with pytest.raises(ValueError, match="epochs: file has 1, asked 2"):
-        ex.run_table("table3", "cs-t", **dict(kw, epochs=2))
+        study.run_table("table3", "cs-t", **dict(kw, epochs=2))
     with pytest.raises(ValueError, match="split 'CSet' is not in the store"):
-        ex.run_table("table3", "cs-t", **dict(kw, split="CSet"))
+        study.run_table("table3", "cs-t", **dict(kw, split="CSet"))
+    assert not list((tmp_path / "runs" / ".locks").iterdir())  # every lock was given back and removed
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# One definition per rule
+# --------------------------------------------------------------------------------------------------------------------
+def test_paper_scale_is_the_engine_protocol():
+    """§4.1 is written once (slnl.engine.config.PROTOCOL); the paper scale is those numbers."""
+    paper = study.SCALES["paper"]
+    for family in ("ntu", "kinetics"):
+        assert paper.presets[family] == family
+        assert (paper.epochs[family], paper.batch_size[family]) == (PROTOCOL[family]["epochs"],
+                                                                    PROTOCOL[family]["batch_size"])
+    assert (paper.epochs["ntu"], paper.batch_size["ntu"], paper.epochs["kinetics"], paper.batch_size["kinetics"]) == (
+        300, 32, 100, 128)  # §4.1: "300 epochs ... batch size 32" (NTU), "100 epochs ... 128" (Kinetics)
+    # the runner's names that used to live beside the tables still resolve there; the duplicates are gone
+    assert ex.SCALES is study.SCALES and ex.run_table is study.run_table and ex.row_config is study.row_config
+    for gone in ("DATASETS", "LOSS_KEYS", "store_meta", "store_splits", "select_rows"):
+        assert not hasattr(ex, gone), gone
+
+
+def test_one_loss_parameter_rule():
+    """CE/FL have no m, CE/SMCE no gamma: LOSS_PARAMS is what the rows, the saved config and the loss all follow, and
+    dropping a parameter is exact (SMCE with any gamma is the same function as SMFL with gamma 0)."""
+    assert LOSS_PARAMS == {"CE": (), "FL": ("gamma",), "SMCE": ("m",), "SMFL": ("gamma", "m")}
+    for name, uses in LOSS_PARAMS.items():
+        want = {"gamma": 3.0 if "gamma" in uses else 0.0, "m": 0.5 if "m" in uses else 0.0}
+        assert loss_params(name, 3.0, 0.5) == want
+        fn = make_loss(name, gamma=3.0, m=0.5)
+        assert (fn.gamma, fn.m) == (want["gamma"], want["m"])
+        cfg = TrainConfig(preset="cpu", loss=name, gamma=3.0, m=0.5, split="xsub").resolve()
+        assert (cfg.gamma, cfg.m) == (want["gamma"], want["m"])
+    for t in ex.TABLES.values():
+        for r in ex.rows(t):
+            s = ex.row_settings(t, r, "CS")
+            assert {k: s[k] for k in ("gamma", "m")} == loss_params(s["loss"], s["gamma"], s["m"])
+    torch.manual_seed(0)
+    logits, y = torch.randn(64, 12, dtype=torch.float64) * 4, torch.randint(0, 12, (64,))
+    torch.testing.assert_close(make_loss("SMCE", 3.0, 0.5).per_sample(logits, y),
+                               make_loss("SMFL", 0.0, 0.5).per_sample(logits, y), rtol=0, atol=0)
+    torch.testing.assert_close(make_loss("FL", 3.0, 0.5).per_sample(logits, y),
+                               make_loss("SMFL", 3.0, 0.0).per_sample(logits, y), rtol=0, atol=0)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Stores: one line for each way a data_root can be wrong
+# --------------------------------------------------------------------------------------------------------------------
+def _fake_store(root: Path, meta: str) -> Path:
+    root.mkdir(parents=True)
+    for name in ("splits.npz", "x.npy", "labels.npy"):
+        (root / name).write_bytes(b"")
+    (root / "meta.json").write_text(meta)
+    return root
+
+
+def test_resolve_store_refuses_what_is_not_a_finished_store_of_the_dataset(tmp_path):
+    half = _fake_store(tmp_path / "half", json.dumps({"dataset": "msr3d", "complete": False}))
+    with pytest.raises(ValueError, match=r"half: preparation did not finish"):
+        study.resolve_store("msr3d", half)
+    other = _fake_store(tmp_path / "other", json.dumps({"dataset": "msr3d", "complete": True}))
+    with pytest.raises(ValueError, match=r"other holds a 'msr3d' store .*not 'ntu60'"):
+        study.resolve_store("ntu60", other)
+    assert study.resolve_store("msr3d", other) == other
+    broken = _fake_store(tmp_path / "broken", "{not json")
+    with pytest.raises(ValueError, match=r"broken/meta.json: not valid JSON \(line 1\)"):
+        study.resolve_store("msr3d", broken)
+    with pytest.raises(ValueError, match="unknown dataset 'ntu'"):
+        study.resolve_store("ntu", other)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# A configuration two processes ask for at once trains once
+# --------------------------------------------------------------------------------------------------------------------
+# The first process holds the configuration's lock inside fit() until the test has seen the second one wait for it.
+_DRIVER = r'''
+import sys, time
+from pathlib import Path
+from slnl import engine, study
+
+real_fit = engine.fit
+
+
+def fit_when_told(cfg):
+    print("FIT", cfg["out"], flush=True)
+    go, t0 = Path(sys.argv[3]), time.time()
+    while not go.exists() and time.time() - t0 < 120:
+        time.sleep(0.05)
+    return real_fit(cfg)
+
+
+engine.fit = fit_when_told
+study.run_table(sys.argv[1], sys.argv[2], split="CS", epochs=1, max_steps_per_epoch=1, results_dir=sys.argv[4],
+                log=lambda m: print(m, flush=True))
+'''
+
+
+def _read_until(proc: subprocess.Popen, marker: str) -> list[str]:
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if marker in line:
+            return lines
+    raise AssertionError(f"{marker!r} never printed:\n" + "".join(lines))
+
+
+def test_shared_configuration_trains_once_when_two_processes_ask_at_once(tmp_path):
+    """Table 5's rFA row and Table 6's Local row are one configuration (Baseline4): started together, one process
+    trains it and the other waits on its lock, then reuses the finished run."""
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent), OMP_NUM_THREADS="1")
+    results, go = tmp_path / "results", tmp_path / "go"
+
+    def start(tbl, row):
+        return subprocess.Popen([sys.executable, "-c", _DRIVER, tbl, row, str(go), str(results)], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    a = start("table5", "rfa")
+    try:
+        _read_until(a, "FIT")  # a holds the lock
+        b = start("table6", "local")
+        try:
+            b_lines = _read_until(b, "waiting for another process training the same configuration")
+            go.touch()
+            b_lines += b.communicate(timeout=300)[0].splitlines(keepends=True)
+        finally:
+            b.kill()
+        a_out = a.communicate(timeout=300)[0]
+    finally:
+        a.kill()
+    assert a.returncode == 0 and b.returncode == 0, a_out + "".join(b_lines)
+    assert not any(line.startswith("FIT") for line in b_lines), "".join(b_lines)
+    t5 = json.loads((results / "table5" / "rfa__CS__seed0.json").read_text())
+    t6 = json.loads((results / "table6" / "local__CS__seed0.json").read_text())
+    assert t6["reused_from"] == str(results / "table5" / "rfa__CS__seed0.json")
+    assert (t6["top1"], t6["run_dir"]) == (t5["top1"], t5["run_dir"]) and "reused_from" not in t5
+    assert sorted(p.name for p in (results / "runs").iterdir()) == [".locks", "table5"]  # one run directory
+    assert not list((results / "runs" / ".locks").iterdir())

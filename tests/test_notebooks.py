@@ -22,10 +22,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from slnl import experiments as ex
 from slnl import sweep
 from slnl.notebook_params import parameter_names
-from slnl.utils import REPO_ROOT
+from slnl.utils import REPO_ROOT, resolve_path
 
 NB = REPO_ROOT / "notebooks"
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -240,7 +239,7 @@ def test_table_notebooks_write_results(tmp_path, shared_data):
         assert 0.0 <= rec["top1"] <= rec["top5"] <= 1.0 and rec["epochs"] == 1
         for k, v in settings.items():
             assert rec["settings"][k] == v, (table, k)
-        cfg = json.loads((ex.repo_path(rec["run_dir"]) / "result.json").read_text())["config"]
+        cfg = json.loads((resolve_path(rec["run_dir"]) / "result.json").read_text())["config"]
         assert cfg["model"]["num_classes"] == 12 and cfg["max_steps_per_epoch"] == 1
         assert _png(results / "figures" / f"{table}_curves.png")
         executed = nbformat.read(tmp_path / f"{table}.ipynb", as_version=4)
@@ -258,7 +257,7 @@ def test_table_notebooks_write_results(tmp_path, shared_data):
     _execute("table3.ipynb", tmp_path / "msr.ipynb", results_dir=str(msr_results), dataset="msr3d",
              data_root=str(store), rows="cs-t", epochs=1, max_steps_per_epoch=1)
     rec = json.loads((msr_results / "table3" / "cs-t__CS__seed0.json").read_text())
-    result = json.loads((ex.repo_path(rec["run_dir"]) / "result.json").read_text())
+    result = json.loads((resolve_path(rec["run_dir"]) / "result.json").read_text())
     assert rec["dataset"] == "msr3d" and "msr3d" in rec["note"]
     assert (result["config"]["model"]["num_classes"], result["config"]["model"]["num_joints"]) == (20, 20)
 
@@ -281,6 +280,7 @@ def test_reproduce_tables_1_2_fig4_and_report(tmp_path):
     t2 = json.loads((results / "table2" / "slnl-rfa__CS__seed0.json").read_text())
     assert t1["settings"]["m1"] == 5 and t1["settings"]["m"] == 0.4  # Table 1's CS model: M1=5, SMFL(2, 0.4)
     assert t2["reused_from"].endswith("table1/slnl-rfa__CS__seed0.json") and t2["top1"] == t1["top1"]
+    assert sorted(p.name for p in (results / "runs").iterdir()) == [".locks", "table1"]  # trained once (2 jobs)
     assert "STAND-IN" in t2["note"] and "Kinetics" in t2["note"]
 
     md1 = (results / "tables" / "table1.md").read_text()

@@ -40,7 +40,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from slnl.utils import REPO_ROOT, atomic_write_json
+from slnl.utils import atomic_write_json, resolve_path
 
 from . import ntu
 from .pipeline import format_summary, run_plan, worker_pool
@@ -270,15 +270,18 @@ def prepare(out: str | os.PathLike, raw: str | os.PathLike | None = None, num_cl
 
 
 def default_root() -> Path:
-    return REPO_ROOT / "results" / "data" / "synthetic"
+    """``results/data/synthetic`` under the working directory (or ``$SLNL_HOME``; ``slnl.utils.home``), never inside
+    the installed package."""
+    return resolve_path(Path("results") / "data" / "synthetic")
 
 
 def ensure_default(root: str | os.PathLike | None = None, **options) -> Path:
     """The built-in synthetic store, generated and prepared on first use (~10 s on 2 cores), reused afterwards.
 
-    ``root`` defaults to ``results/data/synthetic`` (gitignored). The store is reused only if it is complete, of the
-    current store format (it has a content fingerprint) and records the same generator options and version;
-    otherwise it is rebuilt in place (``force``: this function owns ``root``). Returns the store dir.
+    ``root`` defaults to ``default_root()`` (``results/data/synthetic`` under the working directory, gitignored).
+    The store is reused only if it is complete, of the current store format (it has a content fingerprint) and
+    records the same generator options and version; otherwise it is rebuilt in place (``force``: this function owns
+    ``root``). Returns the store dir.
     """
     import fcntl  # POSIX only: imported here so that the module itself imports on any system
 

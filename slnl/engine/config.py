@@ -36,9 +36,11 @@ from typing import Any
 import yaml
 
 from slnl.experiments import adopted
-from slnl.utils import REPO_ROOT
+from slnl.losses import LOSSES, loss_params
+from slnl.utils import atomic_write_text, resolve_path
 
-# The paper's protocol per preset (§4.1). `split` is the store's split used when the config names none.
+# The paper's protocol per preset (§4.1), defined here only: the `paper` scale of slnl.study is these numbers.
+# `split` is the store's split used when the config names none.
 PROTOCOL: dict[str, dict[str, Any]] = {
     "ntu": dict(epochs=300, batch_size=32, lr=1e-3, lr_decay=0.98, weight_decay=5e-4, split="xsub"),
     "kinetics": dict(epochs=100, batch_size=128, lr=1e-3, lr_decay=0.95, weight_decay=5e-4, split="default"),
@@ -48,7 +50,7 @@ PROTOCOL: dict[str, dict[str, Any]] = {
 # Whose adopted m and M1 a preset trains (slnl.experiments.adopted): Table 1's (NTU) or Table 2's (Kinetics).
 FAMILY: dict[str, str] = {"ntu": "ntu", "kinetics": "kinetics", "cpu": "ntu"}
 
-LOSS_NAMES = ("CE", "FL", "SMCE", "SMFL")
+LOSS_NAMES = LOSSES  # slnl.losses: CE | FL | SMCE | SMFL
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DATA_MODES = ("auto", "cpu", "gpu")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs")
@@ -85,7 +87,7 @@ class TrainConfig:
     compile_mode: str = "default"  # with compile: torch.compile mode; "reduce-overhead" = CUDA graphs
     fused_adam: bool = False  # torch.optim.Adam(fused=True): one kernel per update (resolve(): True if sync_every > 1)
     sync_every: int = 1  # host-device synchronisations: every step (1), or every N steps (see slnl.engine.step)
-    out: str | None = None  # run directory; None = results/runs/<preset>-<split>-<loss>-seed<k>-<hash>
+    out: str | None = None  # run directory; None = results/runs/<preset>-<split>-<loss>-seed<k>-<hash> (default_out)
     resume: bool = False  # continue the run in `out` from last.pt (a finished run returns its result)
     overwrite: bool = False  # allow replacing a run directory that holds a checkpoint or a finished result
     data_mode: str = "auto"  # auto | cpu | gpu (whole split resident on the GPU; auto = gpu when CUDA and it fits)
@@ -198,11 +200,9 @@ class TrainConfig:
             if depth is not None and cfg.model["m1"] > depth:
                 raise ValueError(f"model.m1: the adopted M1 = {cfg.model['m1']} on split {cfg.split!r} needs at least "
                                  f"{cfg.model['m1']} blocks but model.channels has {depth}; give model.m1 (--m1)")
-        # the saved config names what was trained: CE/FL have no margin, CE/SMCE no focusing (slnl.losses.make_loss)
-        if cfg.loss in ("CE", "FL"):
-            cfg.m = 0.0
-        if cfg.loss in ("CE", "SMCE"):
-            cfg.gamma = 0.0
+        # the saved config names what was trained: a parameter the loss does not use is 0 (slnl.losses.LOSS_PARAMS)
+        used = loss_params(cfg.loss, cfg.gamma, cfg.m)
+        cfg.gamma, cfg.m = used["gamma"], used["m"]
         if cfg.eval_batch_size is None:
             cfg.eval_batch_size = cfg.batch_size
         if cfg.sync_every > 1:  # it skips a non-finite step through fused Adam: the saved config says what ran
@@ -216,9 +216,12 @@ class TrainConfig:
 
     def default_out(self) -> Path:
         """``results/runs/<preset>-<split>-<loss>-seed<k>-<hash>``: the same configuration always maps to the same
-        directory, so re-running a notebook resumes (or returns) its run instead of starting a second one."""
+        directory, so re-running a notebook resumes (or returns) its run instead of starting a second one.
+
+        ``results/runs`` is relative to the working directory (or ``$SLNL_HOME``, ``slnl.utils.home``), never to the
+        installed package; ``$SLNL_RUNS_DIR`` replaces it (a relative one is relative to the same place)."""
         digest = hashlib.sha1(json.dumps(self.identity(), sort_keys=True, default=str).encode()).hexdigest()[:8]
-        root = Path(os.environ.get("SLNL_RUNS_DIR", REPO_ROOT / "results" / "runs"))
+        root = resolve_path(os.environ.get("SLNL_RUNS_DIR") or Path("results") / "runs")
         return root / f"{self.preset}-{self.split}-{self.loss}-seed{self.seed}-{digest}"
 
 
@@ -247,8 +250,6 @@ def as_config(config: "TrainConfig | dict[str, Any]") -> TrainConfig:
 
 
 def save_config(cfg: TrainConfig, path: str | os.PathLike, model_config: dict[str, Any] | None = None) -> None:
-    from slnl.utils import atomic_write_text
-
     d = cfg.to_dict()
     if model_config is not None:
         d["model_config"] = _plain(model_config)  # the full ModelConfig the run built (informational)

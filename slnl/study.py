@@ -1,0 +1,353 @@
+"""Running the paper's tables: scales, stores, result files, and ``run_table`` (one result file per row, split, seed).
+
+``slnl.experiments`` says what each row of the paper *is*; this module turns a row into a training configuration at a
+scale and on a store (``row_config``), trains it with ``slnl.engine.fit`` and writes its result file (``run_table``).
+``slnl.sweep`` runs the same rows as notebooks, several at once; ``slnl.report`` reads the result files.
+
+``row_config`` lives here, not beside the tables: it is the paper's row *plus* a scale, a store on disk and a run
+directory, and the store has to be found (and, for the built-in synthetic set, built) — a run-time question. What a
+row trains on a split, independent of all that, is ``slnl.experiments.row_settings``.
+
+Scales: ``cpu`` (the ``cpu`` model preset, a few epochs, the built-in synthetic set by default — a smoke-level
+reproduction of the *pipeline*, not of the numbers) and ``paper`` (§4.1: the ``ntu``/``kinetics`` presets with the
+epochs and batch sizes of ``slnl.engine.config.PROTOCOL``, where the protocol is defined).
+
+Files (relative paths are relative to the working directory or ``$SLNL_HOME``, see ``slnl.utils.resolve_path``):
+
+* ``<results_dir>/<table>/<slug>__<split>__seed<k>.json`` — the result file (``result_path``);
+* ``<results_dir>/runs/<table>/<slug>__<split>__seed<k>/`` — the engine's run directory (``run_dir``);
+* ``<results_dir>/runs/.locks/<key>.lock`` — held while a configuration trains (removed afterwards).
+
+Rows that several tables share (Table 3 CS-T = Table 4 CE, Table 4 SMFL = Table 5 none, Table 5 rFA = Table 6 Local,
+Table 6's adopted rows = Table 1) train once: a configuration already finished under ``results_dir`` is reused
+(``_find_equivalent``), and a configuration being trained holds a lock named by its identity (``config_key``), so a
+second process asking for the same configuration — another table, another ``slnl sweep`` job, a leftover process of
+a killed sweep — waits for it and then reuses its result instead of training it a second time.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from slnl import engine
+from slnl import experiments as ex
+from slnl.data import synthetic
+from slnl.data.errors import StoreError
+from slnl.data.store import DATASETS, read_meta, split_names
+from slnl.engine.config import PROTOCOL
+from slnl.utils import atomic_write_json, file_lock, git_commit, portable, resolve_path
+
+FAMILIES: tuple[str, ...] = ("ntu", "kinetics")  # the paper's two protocols (§4.1), ``Table.family``
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Scales
+# ----------------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Scale:
+    """How big a run is. ``presets``/``epochs``/``batch_size`` are keyed by protocol family (``ntu``, ``kinetics``);
+    ``batch_size`` None keeps the engine preset's default."""
+
+    name: str
+    presets: Mapping[str, str]
+    epochs: Mapping[str, int]
+    batch_size: Mapping[str, int | None]
+    description: str
+
+
+# `make reproduce` at the cpu scale (every runnable row once, on CS, two processes) must finish within 30 min on
+# 2 cores. Measured with 5 epochs on the synthetic set (cpu preset, batch 16, 38 steps/epoch): 21 min wall with the
+# two cores shared with other test runs; per run 36-90 s for local-only rows, 110-250 s for SLnL M1=1..6.
+CPU_EPOCHS = 5
+
+_NTU, _KIN = PROTOCOL["ntu"], PROTOCOL["kinetics"]
+SCALES: dict[str, Scale] = {
+    "cpu": Scale(
+        name="cpu",
+        presets={f: "cpu" for f in FAMILIES},
+        epochs={f: CPU_EPOCHS for f in FAMILIES},
+        batch_size={f: None for f in FAMILIES},
+        description="cpu preset (small model), a few epochs: exercises every row end to end; not the paper's numbers",
+    ),
+    "paper": Scale(
+        name="paper",
+        presets={f: f for f in FAMILIES},
+        epochs={f: int(PROTOCOL[f]["epochs"]) for f in FAMILIES},
+        batch_size={f: int(PROTOCOL[f]["batch_size"]) for f in FAMILIES},
+        description=(f"§4.1: ntu/kinetics preset, Adam lr {_NTU['lr']:g}, decay {_NTU['lr_decay']:g}/"
+                     f"{_KIN['lr_decay']:g} per epoch, {_NTU['epochs']}/{_KIN['epochs']} epochs, batch "
+                     f"{_NTU['batch_size']}/{_KIN['batch_size']}"),
+    ),
+}
+
+
+def _scale(name: str | Scale) -> Scale:
+    """``SCALES[name]``, with one line naming the scales for an unknown name."""
+    if isinstance(name, Scale):
+        return name
+    if name not in SCALES:
+        raise ValueError(f"unknown scale {name!r}; expected one of {', '.join(SCALES)}")
+    return SCALES[name]
+
+
+def preset_for(tbl: ex.Table, dataset: str, sc: Scale) -> tuple[str, str]:
+    """(protocol family, preset): the dataset's own §4.1 protocol for NTU/Kinetics data, the table's otherwise."""
+    family = {"ntu60": "ntu", "ntu120": "ntu", "kinetics": "kinetics"}.get(dataset, tbl.family)
+    return family, sc.presets[family]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Stores and splits
+# ----------------------------------------------------------------------------------------------------------------------
+def resolve_store(dataset: str = "synthetic", data_root: str | Path | None = None) -> Path:
+    """The prepared store directory for ``dataset``, checked: a complete store holding that dataset.
+
+    ``synthetic`` with no ``data_root`` is the built-in synthetic set (generated on first use, ``slnl.data.synthetic``).
+    Every other dataset needs ``data_root``: the directory that ``slnl prepare`` wrote (``x.npy``, ``labels.npy``,
+    ``meta.json``, ...). Every failure is one line naming the directory and what was expected.
+    """
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
+    root = resolve_path(data_root)
+    if root is None:
+        if dataset != "synthetic":
+            raise ValueError(f"dataset {dataset!r} needs data_root: the prepared store directory written by "
+                             f"`slnl prepare {dataset} ...` (holding x.npy, labels.npy, meta.json, splits.npz)")
+        return Path(synthetic.ensure_default())
+    for name in ("meta.json", "splits.npz", "x.npy", "labels.npy"):
+        if not (root / name).is_file():
+            raise FileNotFoundError(f"data_root {root}: missing {name}; expected a prepared store (run `slnl prepare "
+                                    f"{dataset} ...` first)")
+    meta = read_meta(root)
+    if meta.get("complete") is not True:
+        raise StoreError(f"data_root {root}: preparation did not finish (meta.json has no \"complete\": true); "
+                         "re-run `slnl prepare` with the same --out to resume")
+    if meta.get("dataset") != dataset:
+        raise ValueError(f"data_root {root} holds a {meta.get('dataset')!r} store (meta.json \"dataset\"), not "
+                         f"{dataset!r}; pass dataset {meta.get('dataset')!r} or another data_root")
+    return root
+
+
+def default_splits(tbl: ex.Table, store: str | Path) -> list[str]:
+    """The splits a table runs on by default, as labels: the store's splits that the paper's table reports (CS and
+    CV for NTU-format data, Kinetics' single split). A table whose paper split the store does not have (Table 2 on
+    synthetic NTU-format data) runs on the store's first split as a stand-in. (``make reproduce`` limits the cpu
+    scale to CS for its time budget; see ``slnl.sweep.reproduce``.)"""
+    have = [ex.SPLIT_LABELS.get(s, s) for s in split_names(store)]
+    wanted = ["default"] if tbl.family == "kinetics" else ["CS", "CV", "CSet"]
+    return [s for s in have if s in wanted] or have[:1]
+
+
+def table_splits(tbl: ex.Table, store: str | Path, split: str | Sequence[str] | None = None) -> list[str]:
+    """The split labels a run of ``tbl`` on ``store`` uses: ``split`` (labels or store names, comma-separated or a
+    list; each must be in the store) or, when None, ``default_splits``."""
+    have = [ex.SPLIT_LABELS.get(s, s) for s in split_names(store)]
+    splits = [ex.split_label(s) for s in ex.parse_list(split)] or default_splits(tbl, store)
+    for s in splits:
+        if s not in have:
+            raise ValueError(f"split {s!r} is not in the store {store} (it has {', '.join(have)})")
+    return splits
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Result files and run configurations
+# ----------------------------------------------------------------------------------------------------------------------
+def result_path(results_dir: str | Path, tbl: str | ex.Table, row: str | ex.Row, split: str, seed: int) -> Path:
+    """``<results_dir>/<table>/<row-slug>__<split label>__seed<k>.json`` (docs/design.md)."""
+    t = ex.table(tbl)
+    slug = row.slug if isinstance(row, ex.Row) else t.row(row).slug
+    return Path(results_dir) / t.name / f"{slug}__{ex.split_label(split)}__seed{int(seed)}.json"
+
+
+def run_dir(results_dir: str | Path, tbl: str | ex.Table, row: str | ex.Row, split: str, seed: int) -> Path:
+    """The engine's run directory for one (row, split, seed): under ``<results_dir>/runs/`` (git-ignored)."""
+    p = result_path(results_dir, tbl, row, split, seed)
+    return Path(results_dir) / "runs" / p.parent.name / p.stem
+
+
+def row_config(tbl: str | int | ex.Table, row: str | ex.Row, split: str, seed: int = 0, scale: str = "cpu",
+               dataset: str = "synthetic", data_root: str | Path | None = None, epochs: int | None = None,
+               batch_size: int | None = None, device: str = "auto", results_dir: str | Path = "results",
+               max_steps_per_epoch: int | None = None, overwrite: bool = False,
+               progress: bool = False) -> dict[str, Any]:
+    """The ``slnl.engine.fit`` configuration (a TrainConfig dict) of one (row, split, seed) at a scale: the row's
+    ``row_settings`` plus the scale's preset, epochs and batch size, the store and the run directory.
+    """
+    t = ex.table(tbl)
+    r = row if isinstance(row, ex.Row) else t.row(row)
+    settings = ex.row_settings(t, r, split)  # the row's model and loss (raises for a published row)
+    sc = _scale(scale)
+    family, preset = preset_for(t, dataset, sc)
+    store = resolve_store(dataset, data_root)
+    cfg: dict[str, Any] = {
+        "preset": preset,
+        **settings,
+        "data": str(store),
+        "split": ex.store_split(split),
+        "epochs": int(epochs if epochs is not None else sc.epochs[family]),
+        "seed": int(seed),
+        "device": device,
+        "out": str(run_dir(resolve_path(results_dir), t, r, split, seed)),
+        "overwrite": bool(overwrite),
+        "progress": bool(progress),
+    }
+    bs = batch_size if batch_size is not None else sc.batch_size[family]
+    if bs is not None:
+        cfg["batch_size"] = int(bs)
+    if max_steps_per_epoch is not None:
+        cfg["max_steps_per_epoch"] = int(max_steps_per_epoch)
+    return cfg
+
+
+# Fields of the fit configuration that say *where/how* a run executes, not *what* it computes: a result made on
+# another device, or with progress bars, is the same result.
+_PLACEMENT_KEYS = ("out", "device", "overwrite", "progress", "resume")
+
+
+def _what(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in cfg.items() if k not in _PLACEMENT_KEYS}
+    if out.get("data"):
+        out["data"] = portable(out["data"])  # the same store, whichever way its path was written
+    return out
+
+
+def config_key(cfg: Mapping[str, Any]) -> str:
+    """A short digest of *what* a fit configuration trains (placement left out): equal for the rows that several
+    tables share."""
+    return hashlib.sha1(json.dumps(_what(cfg), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _same_run(saved: Mapping[str, Any], cfg: Mapping[str, Any], path: Path) -> None:
+    """An existing result file is only skipped if it is the result of this very configuration."""
+    old, new = _what(saved.get("fit_config") or {}), _what(cfg)
+    diff = {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)}
+    if diff:
+        shown = "; ".join(f"{k}: file has {a!r}, asked {b!r}" for k, (a, b) in diff.items())
+        raise ValueError(f"{path} holds a result of a different configuration ({shown}). Pass overwrite=True to "
+                         f"replace it, or give another results_dir (one per dataset/scale).")
+
+
+def _find_equivalent(results_dir: Path, cfg: Mapping[str, Any], exclude: Path) -> dict[str, Any] | None:
+    """A finished result of the same configuration in another table (the paper's tables share rows: Table 3 CS-T =
+    Table 4 CE, Table 4 SMFL = Table 5 none, Table 5 rFA = Table 6 Local, Table 6 adopted = Table 1)."""
+    want = _what(cfg)
+    for p in sorted(results_dir.glob("table*/*__*__seed*.json")):
+        if p == exclude:
+            continue
+        try:
+            rec = json.loads(p.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if _what(rec.get("fit_config") or {}) == want and rec.get("run_dir") and (
+                resolve_path(rec["run_dir"]) / "result.json").is_file():
+            return {**rec, "_path": str(p)}
+    return None
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Running a table
+# ----------------------------------------------------------------------------------------------------------------------
+def run_table(table_name: str | int | ex.Table, rows: str | Sequence[str | ex.Row] | None = None, *,
+              dataset: str = "synthetic", data_root: str | Path | None = None,
+              split: str | Sequence[str] | None = None, scale: str = "cpu", epochs: int | None = None,
+              batch_size: int | None = None, seeds: Any = 0, device: str = "auto",
+              results_dir: str | Path = "results", max_steps_per_epoch: int | None = None, overwrite: bool = False,
+              reuse: bool = True, progress: bool = False, log: Callable[[str], Any] = print) -> list[dict[str, Any]]:
+    """Run a table's rows with ``slnl.engine.fit``: one result file per (row, split, seed).
+
+    Result files: ``<results_dir>/<table>/<slug>__<split>__seed<k>.json`` (see ``result_path``) holding ``table``,
+    ``row``, ``split``, ``seed``, ``top1``, ``top5`` (fractions), the row's settings, ``run_dir``, ``dataset``,
+    ``scale``, ``epochs`` and the exact fit configuration. A (row, split, seed) whose result file exists is skipped
+    (unless ``overwrite``) — after checking that the file is the result of the same configuration. With ``reuse``,
+    a configuration already finished in another table (the paper's tables share rows) is not trained twice: the
+    result is copied with ``reused_from`` naming the original; one being trained by another process is waited for
+    (module docstring). Run directories live under ``<results_dir>/runs/``; an interrupted run resumes from its
+    ``last.pt``.
+
+    ``rows``: slugs/labels/``Row`` s (comma-separated or a list; None = every runnable row; Table 6's M1 / affinity
+    selection is ``slnl.experiments.rows(table, m1=..., affinity=...)``); ``split``: labels or store names (None =
+    the dataset's splits that the paper reports, see ``default_splits``); ``seeds``: ``0``, ``"0,1,2"`` or a list.
+    Returns the result records.
+    """
+    t = ex.table(table_name)
+    sc = _scale(scale)
+    keys = [r.slug if isinstance(r, ex.Row) else r for r in rows] if isinstance(rows, (list, tuple)) else rows
+    chosen = ex.rows(t, keys)
+    if not chosen:
+        raise ValueError(f"{t.name}: no runnable row selected by rows={rows!r}")
+    store = resolve_store(dataset, data_root)
+    splits = table_splits(t, store, split)
+    seed_list = ex.parse_list(seeds, int) or [0]
+    results = resolve_path(results_dir)
+    note = ex.stand_in_note(t, dataset)
+    if note:
+        log(f"{t.name}: {note}")
+    common = dict(dataset=dataset, data_root=store, epochs=epochs, batch_size=batch_size, device=device,
+                  results_dir=results, max_steps_per_epoch=max_steps_per_epoch, overwrite=overwrite,
+                  progress=progress)
+    out: list[dict[str, Any]] = []
+    for r in chosen:
+        for s in splits:
+            for seed in seed_list:
+                cfg = row_config(t, r, s, seed, sc.name, **common)
+                rec = _run_one(t, r, s, seed, cfg, results, store, dataset, sc.name, note, max_steps_per_epoch,
+                               overwrite, reuse, log)
+                out.append(rec)
+    return out
+
+
+def _run_one(t: ex.Table, r: ex.Row, s: str, seed: int, cfg: dict[str, Any], results: Path, store: Path,
+             dataset: str, scale_name: str, note: str, max_steps_per_epoch: int | None, overwrite: bool, reuse: bool,
+             log: Callable[[str], Any]) -> dict[str, Any]:
+    """One (row, split, seed): skip it, reuse an identical finished run, or train it; write its result file."""
+    path = result_path(results, t, r, s, seed)
+    tag = f"{t.name} {r.slug} {s} seed{seed}"
+
+    def finished() -> dict[str, Any] | None:
+        if overwrite or not path.is_file():
+            return None
+        saved = json.loads(path.read_text())
+        _same_run(saved, cfg, path)
+        log(f"{tag}: done already ({path}), top-1 {100 * saved['top1']:.2f}%")
+        return saved
+
+    saved = finished()
+    if saved is not None:
+        return saved
+    lock = results / "runs" / ".locks" / f"{config_key(cfg)}.lock"
+    with file_lock(lock, on_wait=lambda: log(f"{tag}: waiting for another process training the same configuration")):
+        saved = finished()  # written by another process while we waited
+        if saved is not None:
+            return saved
+        twin = _find_equivalent(results, cfg, path) if reuse and not overwrite else None
+        rec: dict[str, Any] = {
+            "table": t.name, "row": r.slug, "label": r.label, "split": s, "seed": int(seed),
+            "top1": None, "top5": None,
+            "settings": r.settings_for(s), "paper": dict(r.paper),
+            "dataset": dataset, "data_root": portable(store), "scale": scale_name, "epochs": cfg["epochs"],
+            "batch_size": cfg.get("batch_size"), "max_steps_per_epoch": max_steps_per_epoch,
+            "preset": cfg["preset"], "note": note, "fit_config": cfg,
+        }
+        if twin is not None:
+            log(f"{tag}: same configuration as {twin['_path']}; reusing its run")
+            rec.update(top1=twin["top1"], top5=twin["top5"], run_dir=twin["run_dir"], reused_from=twin["_path"],
+                       wall_s=0.0, device=twin.get("device"), git_commit=twin.get("git_commit"),
+                       finished=twin.get("finished"))
+        else:
+            log(f"{tag}: training ({cfg['epochs']} epochs, preset {cfg['preset']}, {dataset}) -> {cfg['out']}")
+            t0 = time.perf_counter()
+            res = engine.fit(dict(cfg, resume=not overwrite))
+            wall = time.perf_counter() - t0
+            rd = Path(res.run_dir)
+            result_json = json.loads((rd / "result.json").read_text())
+            rec.update(top1=float(res.top1), top5=float(res.top5), run_dir=portable(rd),
+                       batch_size=result_json.get("config", {}).get("batch_size", rec["batch_size"]),
+                       wall_s=round(wall, 2), device=result_json.get("device"), git_commit=git_commit(),
+                       finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+            log(f"{tag}: top-1 {100 * rec['top1']:.2f}%  top-5 {100 * rec['top5']:.2f}%  ({wall:.0f} s)")
+        atomic_write_json(path, rec)
+    return rec
