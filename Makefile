@@ -13,6 +13,8 @@ DATA_ROOT ?=
 SCALE     ?= cpu
 SEEDS     ?= 0
 DEVICE    ?= auto
+# rows trained at once (on the CPU: one single-threaded process each; 2 on the 2-core CI machine)
+JOBS      ?= 2
 
 .PHONY: venv test reproduce kernel bench lab
 
@@ -36,13 +38,14 @@ test: $(VENV)/.installed
 
 # The notebooks run in the `python3` kernel, i.e. .venv's own interpreter (no kernel to register).
 reproduce: $(VENV)/.installed
-	$(PY) -m slnl reproduce --dataset $(DATASET) --data-root "$(DATA_ROOT)" --scale $(SCALE) --seeds $(SEEDS) --device $(DEVICE)
+	$(PY) -m slnl reproduce --dataset $(DATASET) --data-root "$(DATA_ROOT)" --scale $(SCALE) --seeds $(SEEDS) --device $(DEVICE) --jobs $(JOBS)
 
 bench: $(VENV)/.installed
-	$(PY) -m slnl bench --preset cpu --json results/bench/cpu.json
+	$(PY) -m slnl bench throughput --preset cpu --json results/bench/cpu.json
 
+# SLNL_HOME: the kernels start in notebooks/, and paths in them mean the same as on the command line here.
 lab: $(VENV)/.installed
-	$(VENV)/bin/jupyter lab notebooks/
+	SLNL_HOME=$(CURDIR) $(VENV)/bin/jupyter lab notebooks/
 
 # Optional: registers .venv as the Jupyter kernel "Python (slnl)" for your user, so that a JupyterLab installed
 # elsewhere can run the notebooks in it (pick it in the kernel menu). Neither `make test` nor `make reproduce` uses it.
