@@ -34,6 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing slnl
 
+from slnl.data.store import STORE_FORMAT, compute_fingerprint  # noqa: E402
 from slnl.engine import evaluate, fit  # noqa: E402
 from slnl.engine.config import TrainConfig  # noqa: E402
 from slnl.engine.step import TrainStep, build  # noqa: E402
@@ -60,9 +61,10 @@ def make_random_store(root: Path, n_train: int, n_test: int, num_classes: int, C
     test = np.zeros(N, dtype=bool)
     test[n_train:] = True
     np.savez(root / "splits.npz", xsub_train=~test, xsub_test=test)
-    (root / "meta.json").write_text(json.dumps({
-        "dataset": "random", "class_names": [f"c{k}" for k in range(num_classes)],
-        "names": [f"r{i}" for i in range(N)], "splits": ["xsub"], "complete": True}))
+    meta = {"dataset": "random", "class_names": [f"c{k}" for k in range(num_classes)],
+            "names": [f"r{i}" for i in range(N)], "splits": ["xsub"], "format": STORE_FORMAT}
+    meta["fingerprint"] = compute_fingerprint(root, meta)  # training refuses a store without its identity
+    (root / "meta.json").write_text(json.dumps({**meta, "complete": True}))
     return root
 
 
