@@ -66,11 +66,14 @@ def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
 # ----------------------------------------------------------------------------------------------------------------------
 # Learning curves
 # ----------------------------------------------------------------------------------------------------------------------
-def loss_label(settings: dict[str, Any]) -> str:
+def loss_label(settings: dict[str, Any], split: str = "CS", family: str = "ntu") -> str:
     """The loss a row trains with, in the paper's notation (Table 4): ``CE``, ``FL(2,)``, ``SMCE(,0.4)``,
-    ``SMFL(2,0.4)``. Unset γ/m are TrainConfig's defaults."""
+    ``SMFL(2,0.4)``. Unset values are what training would use: γ TrainConfig's default, m the adopted margin of
+    ``split`` in the protocol ``family`` (``slnl.experiments.adopted``)."""
     name = settings.get("loss", TrainConfig.loss)
-    g, m = float(settings.get("gamma", TrainConfig.gamma)), float(settings.get("m", TrainConfig.m))
+    m = settings["m"] if settings.get("m") is not None else ex.adopted(split, family)["m"]
+    p = losses.loss_params(name, settings.get("gamma", TrainConfig.gamma), m)
+    g, m = p["gamma"], p["m"]
     return {"CE": "CE", "FL": f"FL({g:g},)", "SMCE": f"SMCE(,{m:g})", "SMFL": f"SMFL({g:g},{m:g})"}[name]
 
 
@@ -109,8 +112,9 @@ def learning_curves(table: str | int | ex.Table, results: str | Path | pd.DataFr
             continue
         row = tbl.row(rec.row)
         settings = row.settings_for(rec.split)
-        parts.append(read_metrics(rec.run_path).assign(row=row.label, split=rec.split, seed=rec.seed,
-                                                       loss_fn=loss_label(settings), streams=_stream_note(settings)))
+        parts.append(read_metrics(rec.run_path).assign(
+            row=row.label, split=rec.split, seed=rec.seed, loss_fn=loss_label(settings, rec.split, tbl.family),
+            streams=_stream_note(settings)))
     if not parts:
         return None, pd.DataFrame()
     data = pd.concat(parts, ignore_index=True)
