@@ -263,8 +263,8 @@ def test_table_notebooks_write_results(tmp_path, shared_data):
 
 
 def test_reproduce_tables_1_2_fig4_and_report(tmp_path):
-    """`slnl reproduce` on Tables 1–2 (tiny): Table 2 on synthetic is a stand-in sharing Table 1's identical run (trained once);
-    Fig. 4's curves equal slnl.losses; the report has the paper's numbers and every figure."""
+    """`slnl reproduce` on Tables 1–2 (tiny): Table 2 on synthetic is a stand-in sharing Table 1's identical run
+    (trained once); Fig. 4's curves equal slnl.losses; the report has the paper's numbers and every figure."""
     import torch
 
     from slnl import losses
