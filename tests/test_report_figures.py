@@ -14,6 +14,7 @@ from matplotlib.text import Text
 
 from slnl import experiments as ex
 from slnl import report as rp
+from slnl import study
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -32,7 +33,7 @@ def _run(results, table, row, split, seed, top1, loss_c, dataset="synthetic", le
     m.to_csv(rd / "metrics.csv", index=False)
     rec = {"table": table, "row": row, "split": split, "seed": seed, "top1": top1[-1], "top5": top1[-1],
            "dataset": dataset, "scale": "cpu", "epochs": n, "run_dir": str(rd)}
-    p = ex.result_path(results, table, row, split, seed)
+    p = study.result_path(results, table, row, split, seed)
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(json.dumps(rec))
     return rd

@@ -15,6 +15,7 @@ import torch
 import yaml
 
 from slnl import experiments as ex
+from slnl import study
 from slnl.data.store import STORE_FORMAT, compute_fingerprint
 from slnl.engine import cli
 from slnl.engine.config import TrainConfig, as_config
@@ -143,7 +144,7 @@ def test_resolve_is_idempotent_and_rejects_a_negative_margin():
 @pytest.mark.parametrize("split", ["CS", "CV"])
 def test_row_trains_exactly_the_rows_configuration(capsys, row, split):
     cfg = _dry(capsys, "--row", f"table6/{row}", "--split", split)
-    want = ex.row_config("table6", row, split, scale="paper")  # what run_table trains for that row
+    want = study.row_config("table6", row, split, scale="paper")  # what run_table trains for that row
     for k in ("preset", "loss", "gamma", "m", "split", "epochs", "batch_size"):
         assert cfg[k] == want[k], k
     assert cfg["model"] == want["model"]
