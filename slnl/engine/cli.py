@@ -42,6 +42,7 @@ from slnl.engine.config import (
 )
 from slnl.engine.device import resolve_device, resolve_precision
 from slnl.engine.step import check_model
+from slnl.utils import atomic_write_json, resolve_path
 
 S = argparse.SUPPRESS
 # Flags that map to ModelConfig fields (slnl.models.build overrides), and their types.
@@ -131,6 +132,9 @@ def config_from_args(argv: list[str]) -> TrainConfig:
 def _parse(argv: list[str]) -> tuple[TrainConfig, bool]:
     """(TrainConfig, dry_run) from ``slnl train`` arguments."""
     ns = vars(train_parser().parse_args(argv))
+    for k in ("config", "data", "out"):  # a relative path is relative to the working directory or $SLNL_HOME
+        if ns.get(k):
+            ns[k] = str(resolve_path(ns[k]))
     dry_run = bool(ns.pop("dry_run", False))
     row = ns.pop("row", None)
     base: dict[str, Any] = {}
@@ -175,7 +179,7 @@ def _row(text: str, preset: str | None, split: str | None) -> tuple[str, dict[st
     if not r.runnable:
         raise ValueError(f"--row {text!r}: {r.label} is a published number the paper quotes, not a model we train; "
                          f"{t.name}'s runnable rows are {runnable}")
-    preset = preset or ex.SCALES["paper"].presets[t.family]
+    preset = preset or t.family  # each protocol family has its preset of the same name (PROTOCOL)
     if preset not in PROTOCOL:
         raise ValueError(f"preset: expected one of {sorted(PROTOCOL)}, got {preset!r}")
     return preset, ex.row_settings(t, r, split or PROTOCOL[preset]["split"])
@@ -248,9 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         out = evaluate(args.run, split=args.split, subset=args.subset, device=args.device,
                        batch_size=args.batch_size, data=args.data)
         if args.json:
-            from slnl.utils import atomic_write_json
-
-            atomic_write_json(args.json, out)
+            atomic_write_json(resolve_path(args.json), out)
         print(json.dumps({k: out[k] for k in ("top1", "top5", "n", "split", "subset", "checkpoint", "epoch")}))
         return 0
     except (ValueError, FileExistsError, FileNotFoundError, KeyError) as e:
