@@ -48,8 +48,8 @@ def collect(results_dir: str | Path = "results") -> pd.DataFrame:
     """Every result file under ``<results_dir>/table*/`` as one DataFrame row (accuracies in %)."""
     results_dir = resolve_path(results_dir)
     recs = [read_result(p) for p in sorted(results_dir.glob("table*/*__*__seed*.json"))]
-    cols = ["table", "row", "split", "seed", "top1", "top5", "dataset", "scale", "epochs", "run_dir", "path",
-            "run_path"]
+    cols = ["table", "row", "split", "seed", "top1", "top5", "dataset", "scale", "epochs", "store_fingerprint",
+            "run_dir", "path", "run_path"]
     if not recs:
         return pd.DataFrame(columns=cols)
     df = pd.DataFrame.from_records(recs)
