@@ -16,6 +16,7 @@ import yaml
 
 from slnl import experiments as ex
 from slnl import study
+from slnl.data import synthetic
 from slnl.data.store import STORE_FORMAT, compute_fingerprint
 from slnl.engine import cli
 from slnl.engine.config import TrainConfig, as_config
@@ -164,13 +165,11 @@ def test_row_defaults_to_the_tables_protocol_and_flags_override_single_fields(ca
 
 # --------------------------------------------------------------------------------------------------------- dry run
 def test_dry_run_touches_neither_data_nor_run_directory(tmp_path, capsys, monkeypatch):
-    import slnl.data.synthetic
-
     def forbidden(*a, **k):
         raise AssertionError("the dry run must not generate data or train")
 
-    monkeypatch.setattr(slnl.data.synthetic, "ensure_default", forbidden)
-    monkeypatch.setattr(sys.modules["slnl.engine.fit"], "fit", forbidden)
+    monkeypatch.setattr(synthetic, "ensure_default", forbidden)
+    monkeypatch.setattr(cli, "fit", forbidden)
     out = tmp_path / "run"
     cfg = _dry(capsys, "--preset", "cpu", "--out", str(out))
     assert cfg["out"] == str(out) and cfg["data"] is None

@@ -63,7 +63,8 @@ def _table_row(name: str, doc: dict[str, Any], row: dict[str, Any]) -> str:
 
 
 def _data_pipeline_line(name: str, d: dict[str, Any]) -> str:
-    """Data-pipeline timings recorded by earlier versions of the benchmark (now ``benchmarks/data_pipeline.py``)."""
+    """Data-pipeline timings that earlier versions of the benchmark recorded in a suite file: shown as they were
+    measured (the benchmark no longer takes them; ``fit()``'s own samples/s includes the data gather)."""
     parts = [f"{k}: {1e3 * v['s_per_batch']:.2f} ms/batch" for k, v in d.items()
              if isinstance(v, dict) and "s_per_batch" in v]
     fr = [f"{e['row']}: " + ", ".join(f"{k.replace('_fraction_of_step', '')} {100 * v:.1f}%"

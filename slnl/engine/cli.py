@@ -41,6 +41,8 @@ from slnl.engine.config import (
     TrainConfig,
 )
 from slnl.engine.device import resolve_device, resolve_precision
+from slnl.engine.distributed import env_world
+from slnl.engine.fit import NonFiniteLossError, TrainingInterrupted, evaluate, fit
 from slnl.engine.step import check_model
 from slnl.utils import atomic_write_json, resolve_path
 
@@ -212,8 +214,6 @@ def eval_parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging() -> None:
-    from slnl.engine.distributed import env_world
-
     rank = env_world()[0]
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
                         format=f"%(asctime)s [rank {rank}] %(message)s" if rank else "%(asctime)s %(message)s",
@@ -227,8 +227,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     cmd, rest = argv[0], argv[1:]
     _setup_logging()
-    from slnl.engine.fit import NonFiniteLossError, TrainingInterrupted, evaluate, fit
-
     try:
         if cmd == "train":
             cfg, dry = _parse(rest)
@@ -243,8 +241,6 @@ def main(argv: list[str] | None = None) -> int:
             except NonFiniteLossError as e:
                 print(f"slnl train: {e}", file=sys.stderr)
                 return 3
-            from slnl.engine.distributed import env_world
-
             if env_world()[0] == 0:
                 print(f"top1 {res.top1:.4f}  top5 {res.top5:.4f}  run {res.run_dir}")
             return 0
