@@ -36,7 +36,7 @@ from slnl.data.ntu import JOINT_NAMES as NTU_JOINTS
 from slnl.engine.config import TrainConfig
 from slnl.models.transform import TRANSFORMS
 from slnl.report.analysis import frequency_gates, nonlocal_affinity
-from slnl.report.results import TEST_TOP1, TRAIN_LOSS_HEAD, as_frame, read_metrics, runs_for
+from slnl.report.results import TEST_TOP1, TRAIN_LOSS_HEAD, read_metrics, table_runs
 from slnl.utils import atomic_write_bytes, atomic_write_text
 
 # A front-view drawing template of the NTU skeleton (1-based joints; the subject faces the viewer, so its left is on
@@ -104,8 +104,7 @@ def learning_curves(table: str | int | ex.Table, results: str | Path | pd.DataFr
     One column of panels per split; curves are means over seeds with a ±1 sd band. Returns ``(figure or None, long
     DataFrame)``; None when no run has metrics yet.
     """
-    tbl = ex.table(table)
-    runs = runs_for(tbl, as_frame(results), dataset, scale)
+    tbl, runs = table_runs(table, results, dataset, scale)
     parts = []
     for rec in runs.itertuples(index=False):
         if not rec.run_path or not (Path(rec.run_path) / "metrics.csv").is_file():

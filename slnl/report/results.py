@@ -68,8 +68,12 @@ def as_frame(results: str | Path | pd.DataFrame) -> pd.DataFrame:
     return results if isinstance(results, pd.DataFrame) else collect(results)
 
 
-def runs_for(tbl: ex.Table, df: pd.DataFrame, dataset: str | None = None, scale: str | None = None) -> pd.DataFrame:
-    """The runs of ``tbl`` in ``df``, restricted to ``dataset``/``scale``; refuses to mix several combinations."""
+def table_runs(table: str | int | ex.Table, results: str | Path | pd.DataFrame = "results", dataset: str | None = None,
+               scale: str | None = None) -> tuple[ex.Table, pd.DataFrame]:
+    """``(table, its runs)``: the runs of ``table`` in ``results`` (a results folder or a collected DataFrame),
+    restricted to ``dataset``/``scale``; refuses to mix several combinations."""
+    tbl = ex.table(table)
+    df = as_frame(results)
     d = df[df["table"] == tbl.name]
     if dataset is not None:
         d = d[d["dataset"] == dataset]
@@ -81,7 +85,7 @@ def runs_for(tbl: ex.Table, df: pd.DataFrame, dataset: str | None = None, scale:
             f"{tbl.name}: results from several (dataset, scale) combinations "
             f"{[tuple(r) for r in combos.itertuples(index=False)]}; pass dataset= and scale= to pick one "
             "(or keep each combination in its own results_dir)")
-    return d
+    return tbl, d
 
 
 def column_values(tbl: ex.Table, runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
