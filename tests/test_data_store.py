@@ -51,6 +51,17 @@ def test_fingerprint_is_the_content_hash(tmp_path):
     assert compute_fingerprint(tmp_path / "st", meta2) != fp
 
 
+def test_a_store_written_from_arrays_is_the_store_prepare_writes(tmp_path):
+    """write_store and prepare write the same content, so the same fingerprint; the result opens as a store."""
+    prepare_dataset("npz", write_npz(tmp_path / "a.npz"), tmp_path / "st", quiet=True)
+    s = Store(tmp_path / "st")
+    meta = {k: s.meta[k] for k in ("dataset", "class_names", "names", "splits")}
+    out = store.write_store(tmp_path / "w", s.x, s.labels, s.num_frames, s.splits, meta)
+    assert fingerprint(out) == compute_fingerprint(out) == fingerprint(tmp_path / "st")
+    w = Store(out)
+    assert w.meta["format"] == store.STORE_FORMAT and np.array_equal(w.x, s.x) and w.split_names == s.split_names
+
+
 def test_check_fingerprint_one_line_error(tmp_path):
     prepare_dataset("npz", write_npz(tmp_path / "a.npz"), tmp_path / "st", quiet=True)
     with pytest.raises(StoreChangedError) as e:

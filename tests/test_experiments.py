@@ -16,7 +16,7 @@ import torch
 from slnl import experiments as ex
 from slnl import study, sweep
 from slnl.data.errors import StoreChangedError
-from slnl.data.store import compute_fingerprint, fingerprint
+from slnl.data.store import fingerprint
 from slnl.engine.config import PROTOCOL, TrainConfig
 from slnl.losses import LOSS_PARAMS, loss_params, make_loss
 from slnl.utils import resolve_path
@@ -388,25 +388,15 @@ def test_shared_configuration_trains_once_when_two_processes_ask_at_once(tmp_pat
 # --------------------------------------------------------------------------------------------------------------------
 # A result is reused only on the data it was computed on
 # --------------------------------------------------------------------------------------------------------------------
-def _npz_store(root: Path, seed: int) -> Path:
-    """A tiny complete store (``npz``: a user's own data) holding clips drawn from ``seed``, with its fingerprint."""
-    make_tiny_store(root, seed=seed)
-    meta = json.loads((root / "meta.json").read_text())
-    meta["dataset"] = "npz"  # part of the identity: the fingerprint is recomputed, as prepare would
-    meta["fingerprint"] = compute_fingerprint(root, meta)
-    (root / "meta.json").write_text(json.dumps(meta))
-    return root
-
-
 def test_a_result_is_reused_only_on_the_store_it_was_computed_on(tmp_path, monkeypatch):
-    store = _npz_store(tmp_path / "store", seed=0)
+    store = make_tiny_store(tmp_path / "store", seed=0, dataset="npz")  # npz: a user's own data
     kw = dict(dataset="npz", data_root=store, split="CS", epochs=1, max_steps_per_epoch=1, results_dir=tmp_path,
               log=lambda *_: None)
     (rec,) = study.run_table("table3", "cs-t", **kw)
     result = json.loads((resolve_path(rec["run_dir"]) / "result.json").read_text())
     assert rec["store_fingerprint"] == fingerprint(store) == result["store_fingerprint"]
 
-    _npz_store(store, seed=1)  # prepared again in place: same path, other clips
+    make_tiny_store(store, seed=1, dataset="npz")  # prepared again in place: same path, other clips
     assert fingerprint(store) != rec["store_fingerprint"]
     monkeypatch.setattr(study.engine, "fit", lambda cfg: pytest.fail("nothing may train before the refusal"))
     path = tmp_path / "table3" / "cs-t__CS__seed0.json"

@@ -3,7 +3,6 @@
 touches nothing."""
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import yaml
 from slnl import experiments as ex
 from slnl import study
 from slnl.data import synthetic
-from slnl.data.store import STORE_FORMAT, compute_fingerprint
+from slnl.data.store import write_store
 from slnl.engine import cli
 from slnl.engine.config import TrainConfig, as_config
 
@@ -186,19 +185,13 @@ def test_dry_run_resolves_auto_precision_for_the_device(capsys, monkeypatch):
 # ------------------------------------------------------------------------------- the run's config.yaml says it all
 def _two_split_store(root: Path, N: int = 36, T: int = 24, V: int = 5, K: int = 3) -> Path:
     """A tiny store (docs/design.md layout) with the synthetic store's two splits, xsub and xview."""
-    root.mkdir(parents=True)
     rng = np.random.default_rng(0)
-    labels = np.arange(N) % K
-    np.save(root / "x.npy", rng.standard_normal((N, 3, T, V, 2)).astype(np.float32))
-    np.save(root / "labels.npy", labels.astype(np.int64))
-    np.save(root / "num_frames.npy", np.full(N, T, dtype=np.int64))
     test_s, test_v = np.arange(N) % 3 == 0, np.arange(N) % 3 == 1
-    np.savez(root / "splits.npz", xsub_train=~test_s, xsub_test=test_s, xview_train=~test_v, xview_test=test_v)
     meta = {"dataset": "tiny-two-splits", "class_names": [f"c{k}" for k in range(K)],
-            "names": [f"s{i:03d}" for i in range(N)], "splits": ["xsub", "xview"], "format": STORE_FORMAT}
-    meta["fingerprint"] = compute_fingerprint(root, meta)
-    (root / "meta.json").write_text(json.dumps({**meta, "complete": True}))
-    return root
+            "names": [f"s{i:03d}" for i in range(N)], "splits": ["xsub", "xview"]}
+    return write_store(root, rng.standard_normal((N, 3, T, V, 2)), np.arange(N) % K, np.full(N, T),
+                       {"xsub_train": ~test_s, "xsub_test": test_s, "xview_train": ~test_v, "xview_test": test_v},
+                       meta)
 
 
 def test_fit_writes_the_resolved_m_and_m1_into_config_yaml(tmp_path):
