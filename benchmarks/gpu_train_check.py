@@ -22,7 +22,6 @@ Sections (every line starts with "[check]" and is flushed at once, so a killed r
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -34,6 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing slnl
 
+from slnl.data.store import write_store  # noqa: E402
 from slnl.engine import evaluate, fit  # noqa: E402
 from slnl.engine.config import TrainConfig  # noqa: E402
 from slnl.engine.step import TrainStep, build  # noqa: E402
@@ -46,24 +46,18 @@ def say(msg: str) -> None:
 
 def make_random_store(root: Path, n_train: int, n_test: int, num_classes: int, C: int, T: int, V: int, M: int,
                       seed: int = 0) -> Path:
-    """A store in the documented format (docs/design.md) with random clips of 0.5T…T valid frames."""
-    root.mkdir(parents=True, exist_ok=True)
+    """A store in the documented format (docs/design.md), with its content fingerprint (training refuses a store
+    without one), of random clips of 0.5T…T valid frames."""
     rng = np.random.default_rng(seed)
     N = n_train + n_test
     x = rng.standard_normal((N, C, T, V, M), dtype=np.float32)
     nf = rng.integers(T // 2, T + 1, N)
     for i, n in enumerate(nf):
         x[i, :, n:] = 0
-    np.save(root / "x.npy", x)
-    np.save(root / "labels.npy", (np.arange(N) % num_classes).astype(np.int64))
-    np.save(root / "num_frames.npy", nf.astype(np.int64))
-    test = np.zeros(N, dtype=bool)
-    test[n_train:] = True
-    np.savez(root / "splits.npz", xsub_train=~test, xsub_test=test)
-    (root / "meta.json").write_text(json.dumps({
-        "dataset": "random", "class_names": [f"c{k}" for k in range(num_classes)],
-        "names": [f"r{i}" for i in range(N)], "splits": ["xsub"], "complete": True}))
-    return root
+    test = np.arange(N) >= n_train
+    meta = {"dataset": "random", "class_names": [f"c{k}" for k in range(num_classes)],
+            "names": [f"r{i}" for i in range(N)], "splits": ["xsub"]}
+    return write_store(root, x, np.arange(N) % num_classes, nf, {"xsub_train": ~test, "xsub_test": test}, meta)
 
 
 def throughput(model_kw: dict, preset: str, batch: int, steps: int, warmup: int, device: torch.device,

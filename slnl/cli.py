@@ -5,6 +5,7 @@ and the notebooks share one implementation.
 """
 from __future__ import annotations
 
+import importlib
 import sys
 
 from slnl import __version__
@@ -33,8 +34,6 @@ def main(argv: list[str] | None = None) -> int:
     if cmd not in COMMANDS:
         print(f"slnl: unknown command {cmd!r}; expected one of {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
-    import importlib
-
     module = importlib.import_module(COMMANDS[cmd][0])
     return int(module.main([cmd, *rest]) or 0)
 

@@ -24,7 +24,6 @@ notebooks, ``slnl.report`` reads their results.
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -486,24 +485,3 @@ def stand_in_note(tbl: Table, dataset: str) -> str:
         return (f"STAND-IN: our numbers are on the built-in synthetic set, not {paper}; they check that the pipeline "
                 f"runs, and are not comparable with the paper's {paper} numbers.")
     return f"Our numbers are on {dataset}, not {paper}: the paper's column is shown for reference only."
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Names that moved
-# ----------------------------------------------------------------------------------------------------------------------
-# Running a table moved to slnl.study and path handling to slnl.utils; these names still resolve here for callers
-# written before the move. Looked up on first use, not imported at the top: slnl.study imports this module.
-_MOVED: dict[str, tuple[str, str]] = {
-    **{name: ("slnl.study", name) for name in (
-        "Scale", "SCALES", "CPU_EPOCHS", "resolve_store", "default_splits", "preset_for", "result_path", "run_dir",
-        "row_config", "run_table")},
-    "repo_path": ("slnl.utils", "resolve_path"),
-    "portable": ("slnl.utils", "portable"),
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED:
-        module, attr = _MOVED[name]
-        return getattr(importlib.import_module(module), attr)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -36,8 +36,8 @@ from typing import Any, Callable, Mapping, Sequence
 from slnl import engine
 from slnl import experiments as ex
 from slnl.data import synthetic
-from slnl.data.errors import StoreError
-from slnl.data.store import DATASETS, read_meta, split_names
+from slnl.data.errors import StoreChangedError, StoreError
+from slnl.data.store import DATASETS, fingerprint, read_meta, split_names
 from slnl.engine.config import PROTOCOL
 from slnl.utils import atomic_write_json, file_lock, git_commit, portable, resolve_path
 
@@ -231,6 +231,20 @@ def _same_run(saved: Mapping[str, Any], cfg: Mapping[str, Any], path: Path) -> N
                          f"replace it, or give another results_dir (one per dataset/scale).")
 
 
+def check_result_store(rec: Mapping[str, Any], path: str | Path, store: str | Path, store_fp: str) -> None:
+    """Refuse (``StoreChangedError``, one line) to reuse the result file ``path`` unless it was computed on the data
+    ``store`` holds now: its ``store_fingerprint`` must be the store's (``slnl.data.store.fingerprint``). A store
+    re-prepared in place keeps its path, so the path alone says nothing."""
+    recorded = rec.get("store_fingerprint")
+    if recorded == store_fp:
+        return
+    what = ("records no store fingerprint (written by an earlier slnl)" if not recorded else
+            f"was computed on other data (store fingerprint {str(recorded)[:12]})")
+    raise StoreChangedError(f"{path} {what}, not on the store {store} as it is now (fingerprint {store_fp[:12]}); "
+                            "re-run it with overwrite (run_table(overwrite=True); -p overwrite True in a notebook or "
+                            "slnl sweep) to train on this store, or restore the store it used")
+
+
 def _find_equivalent(results_dir: Path, cfg: Mapping[str, Any], exclude: Path) -> dict[str, Any] | None:
     """A finished result of the same configuration in another table (the paper's tables share rows: Table 3 CS-T =
     Table 4 CE, Table 4 SMFL = Table 5 none, Table 5 rFA = Table 6 Local, Table 6 adopted = Table 1)."""
@@ -261,8 +275,9 @@ def run_table(table_name: str | int | ex.Table, rows: str | Sequence[str | ex.Ro
 
     Result files: ``<results_dir>/<table>/<slug>__<split>__seed<k>.json`` (see ``result_path``) holding ``table``,
     ``row``, ``split``, ``seed``, ``top1``, ``top5`` (fractions), the row's settings, ``run_dir``, ``dataset``,
-    ``scale``, ``epochs`` and the exact fit configuration. A (row, split, seed) whose result file exists is skipped
-    (unless ``overwrite``) — after checking that the file is the result of the same configuration. With ``reuse``,
+    ``store_fingerprint`` (the content of the store it was computed on), ``scale``, ``epochs`` and the exact fit
+    configuration. A (row, split, seed) whose result file exists is skipped (unless ``overwrite``) — after checking
+    that the file is the result of the same configuration on the same data (``check_result_store``). With ``reuse``,
     a configuration already finished in another table (the paper's tables share rows) is not trained twice: the
     result is copied with ``reused_from`` naming the original; one being trained by another process is waited for
     (module docstring). Run directories live under ``<results_dir>/runs/``; an interrupted run resumes from its
@@ -280,6 +295,7 @@ def run_table(table_name: str | int | ex.Table, rows: str | Sequence[str | ex.Ro
     if not chosen:
         raise ValueError(f"{t.name}: no runnable row selected by rows={rows!r}")
     store = resolve_store(dataset, data_root)
+    store_fp = fingerprint(store)  # what every result reused below must have been computed on
     splits = table_splits(t, store, split)
     seed_list = ex.parse_list(seeds, int) or [0]
     results = resolve_path(results_dir)
@@ -294,15 +310,15 @@ def run_table(table_name: str | int | ex.Table, rows: str | Sequence[str | ex.Ro
         for s in splits:
             for seed in seed_list:
                 cfg = row_config(t, r, s, seed, sc.name, **common)
-                rec = _run_one(t, r, s, seed, cfg, results, store, dataset, sc.name, note, max_steps_per_epoch,
-                               overwrite, reuse, log)
+                rec = _run_one(t, r, s, seed, cfg, results, store, store_fp, dataset, sc.name, note,
+                               max_steps_per_epoch, overwrite, reuse, log)
                 out.append(rec)
     return out
 
 
 def _run_one(t: ex.Table, r: ex.Row, s: str, seed: int, cfg: dict[str, Any], results: Path, store: Path,
-             dataset: str, scale_name: str, note: str, max_steps_per_epoch: int | None, overwrite: bool, reuse: bool,
-             log: Callable[[str], Any]) -> dict[str, Any]:
+             store_fp: str, dataset: str, scale_name: str, note: str, max_steps_per_epoch: int | None,
+             overwrite: bool, reuse: bool, log: Callable[[str], Any]) -> dict[str, Any]:
     """One (row, split, seed): skip it, reuse an identical finished run, or train it; write its result file."""
     path = result_path(results, t, r, s, seed)
     tag = f"{t.name} {r.slug} {s} seed{seed}"
@@ -312,6 +328,7 @@ def _run_one(t: ex.Table, r: ex.Row, s: str, seed: int, cfg: dict[str, Any], res
             return None
         saved = json.loads(path.read_text())
         _same_run(saved, cfg, path)
+        check_result_store(saved, path, store, store_fp)
         log(f"{tag}: done already ({path}), top-1 {100 * saved['top1']:.2f}%")
         return saved
 
@@ -328,11 +345,13 @@ def _run_one(t: ex.Table, r: ex.Row, s: str, seed: int, cfg: dict[str, Any], res
             "table": t.name, "row": r.slug, "label": r.label, "split": s, "seed": int(seed),
             "top1": None, "top5": None,
             "settings": r.settings_for(s), "paper": dict(r.paper),
-            "dataset": dataset, "data_root": portable(store), "scale": scale_name, "epochs": cfg["epochs"],
+            "dataset": dataset, "data_root": portable(store), "store_fingerprint": store_fp, "scale": scale_name,
+            "epochs": cfg["epochs"],
             "batch_size": cfg.get("batch_size"), "max_steps_per_epoch": max_steps_per_epoch,
             "preset": cfg["preset"], "note": note, "fit_config": cfg,
         }
         if twin is not None:
+            check_result_store(twin, twin["_path"], store, store_fp)
             log(f"{tag}: same configuration as {twin['_path']}; reusing its run")
             rec.update(top1=twin["top1"], top5=twin["top5"], run_dir=twin["run_dir"], reused_from=twin["_path"],
                        wall_s=0.0, device=twin.get("device"), git_commit=twin.get("git_commit"),

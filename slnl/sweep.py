@@ -51,7 +51,7 @@ from jupyter_client.kernelspec import KernelSpecManager
 
 from slnl import experiments as ex
 from slnl import study
-from slnl.data.store import DATASETS
+from slnl.data.store import DATASETS, fingerprint
 from slnl.utils import atomic_write_json, home, resolve_path
 
 TABLE_PARAMS = ("rows", "dataset", "data_root", "split", "scale", "epochs", "batch_size", "seeds", "device",
@@ -220,6 +220,7 @@ def row_tasks(selection: Sequence[tuple[ex.Table, Sequence[ex.Row]]], params: di
     several rows once: rows whose configurations all come earlier are moved to the end (they reuse)."""
     results = Path(params["results_dir"])
     store = study.resolve_store(params.get("dataset", "synthetic"), params.get("data_root"))
+    store_fp = fingerprint(store)
     seeds = ex.parse_list(params.get("seeds", 0), int) or [0]
     config = {k: params.get(k) for k in ("epochs", "batch_size", "max_steps_per_epoch")}
     config.update(dataset=params.get("dataset", "synthetic"), scale=params.get("scale", "cpu"))
@@ -231,6 +232,8 @@ def row_tasks(selection: Sequence[tuple[ex.Table, Sequence[ex.Row]]], params: di
         for r in rows:
             paths = [study.result_path(results, t, r, s, k) for s in splits for k in seeds]
             if not params.get("overwrite") and all(p.is_file() for p in paths):
+                for p in paths:  # finished on the data the store holds now, or refused here, before anything runs
+                    study.check_result_store(json.loads(p.read_text()), p, store, store_fp)
                 log(f"{t.name} {r.slug}: finished already (result files exist)")
                 continue
             keys = {study.config_key(study.row_config(t, r, s, k, data_root=store, results_dir=results, **config))

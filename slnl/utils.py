@@ -171,10 +171,17 @@ def shared_data_dir() -> Path:
     return Path(os.environ.get("SLNL_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 
 
+def source_checkout() -> Path | None:
+    """``REPO_ROOT`` when slnl is imported from a git checkout of its sources (``.git`` is a directory, or a file in a
+    worktree), else ``None`` (an installed copy)."""
+    return REPO_ROOT if (REPO_ROOT / ".git").exists() else None
+
+
 def git_commit() -> str | None:
     """The commit of the code that runs: ``HEAD`` of the source checkout slnl is imported from when it is one, else of
     the git repository holding the working directory; ``None`` when neither is (or git is missing). Never raises."""
-    places = [REPO_ROOT] if (REPO_ROOT / ".git").exists() else []
+    checkout = source_checkout()
+    places = [checkout] if checkout is not None else []
     try:
         places.append(Path.cwd())
     except OSError:  # the working directory was removed

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from slnl.data.store import STORE_FORMAT, compute_fingerprint
+from slnl.data.store import write_store
 from slnl.engine import NonFiniteLossError, TrainConfig, evaluate, fit, resume
 from slnl.engine import checkpoint as ckpt
 from slnl.engine.metrics import TEST, TEST_TOP1
@@ -23,11 +23,10 @@ TINY_MODEL = dict(channels=(8, 8, 16, 16, 16, 16), T=16, new_joints=4, K=2)
 
 
 def make_tiny_store(root: Path, N: int = 48, C: int = 3, T: int = 40, V: int = 5, M: int = 2, K: int = 4,
-                    seed: int = 0) -> Path:
+                    seed: int = 0, dataset: str = "tiny-test") -> Path:
     """A store per docs/design.md (x.npy, labels.npy, num_frames.npy, splits.npz, meta.json with its content
     fingerprint): K classes of sinusoids with class-dependent frequency plus noise (drawn from ``seed``); clips of
     10…T valid frames (zero beyond); every third row is test."""
-    root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     labels = np.arange(N) % K
     nf = rng.integers(10, T + 1, N)
@@ -36,17 +35,10 @@ def make_tiny_store(root: Path, N: int = 48, C: int = 3, T: int = 40, V: int = 5
     x = x.astype(np.float32)
     for i, n in enumerate(nf):
         x[i, :, n:] = 0.0
-    np.save(root / "x.npy", x)
-    np.save(root / "labels.npy", labels.astype(np.int64))
-    np.save(root / "num_frames.npy", nf.astype(np.int64))
     test = np.arange(N) % 3 == 0
-    np.savez(root / "splits.npz", xsub_train=~test, xsub_test=test)
-    meta = {"dataset": "tiny-test", "class_names": [f"class{k}" for k in range(K)],
-            "names": [f"s{i:03d}" for i in range(N)], "splits": ["xsub"], "format": STORE_FORMAT,
-            "prepared_at": f"test store, seed {seed}"}
-    meta["fingerprint"] = compute_fingerprint(root, meta)
-    (root / "meta.json").write_text(json.dumps({**meta, "complete": True}))
-    return root
+    meta = {"dataset": dataset, "class_names": [f"class{k}" for k in range(K)],
+            "names": [f"s{i:03d}" for i in range(N)], "splits": ["xsub"], "prepared_at": f"test store, seed {seed}"}
+    return write_store(root, x, labels, nf, {"xsub_train": ~test, "xsub_test": test}, meta)
 
 
 @pytest.fixture(scope="session")

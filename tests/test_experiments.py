@@ -14,10 +14,13 @@ import pytest
 import torch
 
 from slnl import experiments as ex
-from slnl import study
+from slnl import study, sweep
+from slnl.data.errors import StoreChangedError
+from slnl.data.store import fingerprint
 from slnl.engine.config import PROTOCOL, TrainConfig
 from slnl.losses import LOSS_PARAMS, loss_params, make_loss
 from slnl.utils import resolve_path
+from test_engine_fit import make_tiny_store
 
 NTU_TABLES = ("table1", "table3", "table4", "table5", "table6")
 
@@ -259,9 +262,9 @@ def test_paper_scale_is_the_engine_protocol():
                                                                     PROTOCOL[family]["batch_size"])
     assert (paper.epochs["ntu"], paper.batch_size["ntu"], paper.epochs["kinetics"], paper.batch_size["kinetics"]) == (
         300, 32, 100, 128)  # §4.1: "300 epochs ... batch size 32" (NTU), "100 epochs ... 128" (Kinetics)
-    # the runner's names that used to live beside the tables still resolve there; the duplicates are gone
-    assert ex.SCALES is study.SCALES and ex.run_table is study.run_table and ex.row_config is study.row_config
-    for gone in ("DATASETS", "LOSS_KEYS", "store_meta", "store_splits", "select_rows"):
+    # the runner lives in slnl.study only; the tables module holds no second copy of it
+    for gone in ("DATASETS", "LOSS_KEYS", "store_meta", "store_splits", "select_rows", "SCALES", "run_table",
+                 "row_config", "result_path", "repo_path"):
         assert not hasattr(ex, gone), gone
 
 
@@ -380,3 +383,34 @@ def test_shared_configuration_trains_once_when_two_processes_ask_at_once(tmp_pat
     assert (t6["top1"], t6["run_dir"]) == (t5["top1"], t5["run_dir"]) and "reused_from" not in t5
     assert sorted(p.name for p in (results / "runs").iterdir()) == [".locks", "table5"]  # one run directory
     assert not list((results / "runs" / ".locks").iterdir())
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# A result is reused only on the data it was computed on
+# --------------------------------------------------------------------------------------------------------------------
+def test_a_result_is_reused_only_on_the_store_it_was_computed_on(tmp_path, monkeypatch):
+    store = make_tiny_store(tmp_path / "store", seed=0, dataset="npz")  # npz: a user's own data
+    kw = dict(dataset="npz", data_root=store, split="CS", epochs=1, max_steps_per_epoch=1, results_dir=tmp_path,
+              log=lambda *_: None)
+    (rec,) = study.run_table("table3", "cs-t", **kw)
+    result = json.loads((resolve_path(rec["run_dir"]) / "result.json").read_text())
+    assert rec["store_fingerprint"] == fingerprint(store) == result["store_fingerprint"]
+
+    make_tiny_store(store, seed=1, dataset="npz")  # prepared again in place: same path, other clips
+    assert fingerprint(store) != rec["store_fingerprint"]
+    monkeypatch.setattr(study.engine, "fit", lambda cfg: pytest.fail("nothing may train before the refusal"))
+    path = tmp_path / "table3" / "cs-t__CS__seed0.json"
+    with pytest.raises(StoreChangedError, match=rf"^{path} was computed on other data .*{store} as it is now.*"
+                                                 r"re-run it with overwrite"):
+        study.run_table("table3", "cs-t", **kw)
+    with pytest.raises(StoreChangedError, match=rf"^{path} was computed on other data"):
+        study.run_table("table4", "ce", **kw)  # the same configuration in another table is not reused either
+    assert not (tmp_path / "table4" / "ce__CS__seed0.json").exists()
+    params = {k: v for k, v in kw.items() if k != "log"}
+    with pytest.raises(StoreChangedError, match=rf"^{path} was computed on other data"):
+        sweep.row_tasks([(ex.table("table3"), ex.rows("table3", "cs-t"))], params, tmp_path)  # refused before it runs
+
+    legacy = {k: v for k, v in rec.items() if k != "store_fingerprint"}
+    path.write_text(json.dumps(legacy))
+    with pytest.raises(StoreChangedError, match="records no store fingerprint"):
+        study.run_table("table3", "cs-t", **kw)

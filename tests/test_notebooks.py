@@ -263,8 +263,8 @@ def test_table_notebooks_write_results(tmp_path, shared_data):
 
 
 def test_reproduce_tables_1_2_fig4_and_report(tmp_path):
-    """`slnl reproduce` on Tables 1–2 (tiny): Table 2 on synthetic is a stand-in reusing Table 1's identical run;
-    Fig. 4's curves equal slnl.losses; the report has the paper's numbers and every figure."""
+    """`slnl reproduce` on Tables 1–2 (tiny): Table 2 on synthetic is a stand-in sharing Table 1's identical run
+    (trained once); Fig. 4's curves equal slnl.losses; the report has the paper's numbers and every figure."""
     import torch
 
     from slnl import losses
@@ -279,8 +279,11 @@ def test_reproduce_tables_1_2_fig4_and_report(tmp_path):
     t1 = json.loads((results / "table1" / "slnl-rfa__CS__seed0.json").read_text())
     t2 = json.loads((results / "table2" / "slnl-rfa__CS__seed0.json").read_text())
     assert t1["settings"]["m1"] == 5 and t1["settings"]["m"] == 0.4  # Table 1's CS model: M1=5, SMFL(2, 0.4)
-    assert t2["reused_from"].endswith("table1/slnl-rfa__CS__seed0.json") and t2["top1"] == t1["top1"]
-    assert sorted(p.name for p in (results / "runs").iterdir()) == [".locks", "table1"]  # trained once (2 jobs)
+    # The two jobs start together: whichever takes the configuration's lock first trains, the other reuses its run.
+    trained, reused = (t1, t2) if "reused_from" in t2 else (t2, t1)
+    assert reused["reused_from"].endswith(f"{trained['table']}/slnl-rfa__CS__seed0.json")
+    assert (reused["top1"], reused["run_dir"]) == (trained["top1"], trained["run_dir"]) and "reused_from" not in trained
+    assert sorted(p.name for p in (results / "runs").iterdir()) == [".locks", trained["table"]]  # trained once
     assert "STAND-IN" in t2["note"] and "Kinetics" in t2["note"]
 
     md1 = (results / "tables" / "table1.md").read_text()

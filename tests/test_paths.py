@@ -14,6 +14,7 @@ import pytest
 
 from slnl import utils
 from slnl.data import synthetic
+from slnl.engine import cli, evaluate
 from slnl.engine.config import TrainConfig
 from slnl.utils import REPO_ROOT
 
@@ -39,6 +40,20 @@ def test_relative_paths_follow_the_working_directory_or_slnl_home(tmp_path, monk
     assert utils.portable(home / "results" / "x.json") == "results/x.json"
     monkeypatch.setenv("SLNL_RUNS_DIR", "scratch/runs")  # relative: to the same place
     assert TrainConfig(preset="cpu", loss="CE", split="xsub").resolve().default_out().parent == home / "scratch/runs"
+
+
+def test_command_line_paths_follow_the_same_rule(tmp_path, monkeypatch):
+    """`slnl train --data/--out/--config` and `slnl eval RUN --data` are read as every other relative path is."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "c.yaml").write_text("epochs: 3\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SLNL_HOME", str(home))
+    cfg = cli.config_from_args(["--preset", "cpu", "--config", "c.yaml", "--data", "store", "--out", "run1"])
+    assert (cfg.data, cfg.out, cfg.epochs) == (str(home / "store"), str(home / "run1"), 3)
+    assert cli.config_from_args(["--data", "/abs/store"]).data == "/abs/store"
+    with pytest.raises(FileNotFoundError, match=f"^{home / 'run1'}: no such file or directory"):
+        evaluate("run1")
 
 
 def test_file_lock_is_exclusive_and_leaves_nothing(tmp_path):

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from slnl import experiments as ex
 from slnl import report as rp
+from slnl import study
 from slnl.engine import checkpoint as ckpt
 from slnl.models.frequency import FrequencyAttention, dft2, idft2_real
+from slnl.utils import resolve_path
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -39,11 +40,9 @@ def test_map_affinity():
 @pytest.fixture(scope="module")
 def run_results(tmp_path_factory):
     results = tmp_path_factory.mktemp("results")
-    (rec,) = ex.run_table("table6", "slnl-1", split="CS", epochs=1, max_steps_per_epoch=1, results_dir=results,
+    (rec,) = study.run_table("table6", "slnl-1", split="CS", epochs=1, max_steps_per_epoch=1, results_dir=results,
                           log=lambda *_: None)
-    run = ex.repo_path(rec["run_dir"])
-    (run / "best.pt").unlink(missing_ok=True)  # the analyses need only the final checkpoint
-    return results, run
+    return results, resolve_path(rec["run_dir"])
 
 
 def test_load_run_loads_the_final_checkpoint(run_results):

@@ -14,6 +14,7 @@ from matplotlib.text import Text
 
 from slnl import experiments as ex
 from slnl import report as rp
+from slnl import study
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -32,7 +33,7 @@ def _run(results, table, row, split, seed, top1, loss_c, dataset="synthetic", le
     m.to_csv(rd / "metrics.csv", index=False)
     rec = {"table": table, "row": row, "split": split, "seed": seed, "top1": top1[-1], "top5": top1[-1],
            "dataset": dataset, "scale": "cpu", "epochs": n, "run_dir": str(rd)}
-    p = ex.result_path(results, table, row, split, seed)
+    p = study.result_path(results, table, row, split, seed)
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(json.dumps(rec))
     return rd
@@ -79,10 +80,19 @@ def test_learning_curves_keep_each_loss_function_apart(tmp_path):
     _assert_legends_outside_axes(fig)
 
 
+def test_loss_label_names_the_loss_that_trains():
+    # The parameters a loss does not use are not shown (slnl.losses.LOSS_PARAMS); unset m is the split's adopted m.
+    assert rp.loss_label({"loss": "CE", "gamma": 2.0, "m": 0.4}) == "CE"
+    assert rp.loss_label({"loss": "FL", "gamma": 1.0}) == "FL(1,)"
+    assert rp.loss_label({"loss": "SMCE", "m": 0.2}) == "SMCE(,0.2)"
+    assert rp.loss_label({"loss": "SMFL"}, "CS") == f"SMFL(2,{ex.adopted('CS')['m']:g})" == "SMFL(2,0.4)"
+    assert rp.loss_label({"loss": "SMFL"}, "CV") == "SMFL(2,0.6)"
+
+
 def test_learning_curves_name_single_stream_rows(tmp_path):
     _run(tmp_path, "table3", "pos-n", "CS", 0, [0.1, 0.2], [2.0, 1.8])
     _run(tmp_path, "table3", "vel-n", "CS", 0, [0.1, 0.3], [2.1, 1.7])
-    _run(tmp_path, "table3", "posvel-n", "CS", 0, [0.2, 0.3], [1.9, 1.5], legacy=True)  # val_* names still read
+    _run(tmp_path, "table3", "posvel-n", "CS", 0, [0.2, 0.3], [1.9, 1.5])
     fig, _ = rp.learning_curves("table3", tmp_path)
     (loss_ax,) = _axes_by_title(fig, "training loss")  # every Table 3 row trains with CE: one panel
     assert "head c" in loss_ax.get_title() and len(loss_ax.get_lines()) == 3
@@ -109,6 +119,9 @@ def test_learning_curves_reject_metrics_without_test_top1(tmp_path):
     (rd / "metrics.csv").write_text("epoch,train_loss_c\n0,1.0\n")
     with pytest.raises(ValueError, match=r"metrics.csv: missing column\(s\) \['test_top1'\]"):
         rp.learning_curves("table3", tmp_path)
+    rd = _run(tmp_path, "table3", "posvel-n", "CS", 0, [0.2, 0.3], [1.9, 1.5], legacy=True)
+    with pytest.raises(ValueError, match=r"val_\* columns: a run of an earlier slnl; train it again"):
+        rp.read_metrics(rd)  # its model is not this slnl's either: named, not read as if it were
     (rd / "metrics.csv").write_text("")
     with pytest.raises(ValueError, match="metrics.csv: empty file"):
         rp.read_metrics(rd)

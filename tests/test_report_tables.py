@@ -10,13 +10,14 @@ import pytest
 
 from slnl import experiments as ex
 from slnl import report as rp
+from slnl import study
 from slnl.report import stats as st
 
 
 def _write(results, table, row, split, seed, top1, top5=None, dataset="synthetic", scale="cpu"):
     rec = {"table": table, "row": row, "split": split, "seed": seed, "top1": top1,
            "top5": top1 if top5 is None else top5, "dataset": dataset, "scale": scale, "epochs": 1, "run_dir": None}
-    p = ex.result_path(results, table, row, split, seed)
+    p = study.result_path(results, table, row, split, seed)
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(json.dumps(rec))
     return p

@@ -3,7 +3,6 @@
 touches nothing."""
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -15,7 +14,9 @@ import torch
 import yaml
 
 from slnl import experiments as ex
-from slnl.data.store import STORE_FORMAT, compute_fingerprint
+from slnl import study
+from slnl.data import synthetic
+from slnl.data.store import write_store
 from slnl.engine import cli
 from slnl.engine.config import TrainConfig, as_config
 
@@ -143,7 +144,7 @@ def test_resolve_is_idempotent_and_rejects_a_negative_margin():
 @pytest.mark.parametrize("split", ["CS", "CV"])
 def test_row_trains_exactly_the_rows_configuration(capsys, row, split):
     cfg = _dry(capsys, "--row", f"table6/{row}", "--split", split)
-    want = ex.row_config("table6", row, split, scale="paper")  # what run_table trains for that row
+    want = study.row_config("table6", row, split, scale="paper")  # what run_table trains for that row
     for k in ("preset", "loss", "gamma", "m", "split", "epochs", "batch_size"):
         assert cfg[k] == want[k], k
     assert cfg["model"] == want["model"]
@@ -163,13 +164,11 @@ def test_row_defaults_to_the_tables_protocol_and_flags_override_single_fields(ca
 
 # --------------------------------------------------------------------------------------------------------- dry run
 def test_dry_run_touches_neither_data_nor_run_directory(tmp_path, capsys, monkeypatch):
-    import slnl.data.synthetic
-
     def forbidden(*a, **k):
         raise AssertionError("the dry run must not generate data or train")
 
-    monkeypatch.setattr(slnl.data.synthetic, "ensure_default", forbidden)
-    monkeypatch.setattr(sys.modules["slnl.engine.fit"], "fit", forbidden)
+    monkeypatch.setattr(synthetic, "ensure_default", forbidden)
+    monkeypatch.setattr(cli, "fit", forbidden)
     out = tmp_path / "run"
     cfg = _dry(capsys, "--preset", "cpu", "--out", str(out))
     assert cfg["out"] == str(out) and cfg["data"] is None
@@ -186,19 +185,13 @@ def test_dry_run_resolves_auto_precision_for_the_device(capsys, monkeypatch):
 # ------------------------------------------------------------------------------- the run's config.yaml says it all
 def _two_split_store(root: Path, N: int = 36, T: int = 24, V: int = 5, K: int = 3) -> Path:
     """A tiny store (docs/design.md layout) with the synthetic store's two splits, xsub and xview."""
-    root.mkdir(parents=True)
     rng = np.random.default_rng(0)
-    labels = np.arange(N) % K
-    np.save(root / "x.npy", rng.standard_normal((N, 3, T, V, 2)).astype(np.float32))
-    np.save(root / "labels.npy", labels.astype(np.int64))
-    np.save(root / "num_frames.npy", np.full(N, T, dtype=np.int64))
     test_s, test_v = np.arange(N) % 3 == 0, np.arange(N) % 3 == 1
-    np.savez(root / "splits.npz", xsub_train=~test_s, xsub_test=test_s, xview_train=~test_v, xview_test=test_v)
     meta = {"dataset": "tiny-two-splits", "class_names": [f"c{k}" for k in range(K)],
-            "names": [f"s{i:03d}" for i in range(N)], "splits": ["xsub", "xview"], "format": STORE_FORMAT}
-    meta["fingerprint"] = compute_fingerprint(root, meta)
-    (root / "meta.json").write_text(json.dumps({**meta, "complete": True}))
-    return root
+            "names": [f"s{i:03d}" for i in range(N)], "splits": ["xsub", "xview"]}
+    return write_store(root, rng.standard_normal((N, 3, T, V, 2)), np.arange(N) % K, np.full(N, T),
+                       {"xsub_train": ~test_s, "xsub_test": test_s, "xview_train": ~test_v, "xview_test": test_v},
+                       meta)
 
 
 def test_fit_writes_the_resolved_m_and_m1_into_config_yaml(tmp_path):

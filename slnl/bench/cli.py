@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,13 +24,13 @@ from slnl.bench.check import check_device
 from slnl.bench.flops import flops_report, render_flops
 from slnl.bench.measure import PRECISIONS, BenchConfig, measure_isolated, safe_measure
 from slnl.bench.provenance import header
-from slnl.bench.reports import RESULTS_DIR, one_line, rows_of, write_markdown
+from slnl.bench.reports import BENCH_DIR, one_line, rows_of, write_markdown
 from slnl.bench.reproduce import paper_tables, render_time_to_reproduce, time_to_reproduce
 from slnl.bench.suites import SUITES, run_suite
 from slnl.engine.config import COMPILE_MODES, PROTOCOL
 from slnl.models import NONLOCAL_IMPLS
 from slnl.models.nonlocal_ import RECOMPUTE
-from slnl.utils import atomic_write_json
+from slnl.utils import atomic_write_json, resolve_path
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -90,12 +89,13 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--seeds", type=int, default=1, help="seeds per row (default 1)")
 
     m = sub.add_parser("table", help="regenerate the markdown table from every result JSON beside it")
-    m.add_argument("--md", default=str(RESULTS_DIR / "README.md"))
+    m.add_argument("--md", default=f"{BENCH_DIR}/README.md")
     return p
 
 
 def _write_json(path: str | None, doc: dict[str, Any]) -> None:
     if path:
+        path = resolve_path(path)
         atomic_write_json(path, doc)
         print(f"wrote {path}")
 
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
 
     if args.command == "time-to-reproduce":
-        doc = json.loads(Path(args.file).read_text())
+        doc = json.loads(resolve_path(args.file).read_text())
         print(render_time_to_reproduce(time_to_reproduce(rows_of(doc), paper_tables(args.seeds))), end="")
         return 0
     if args.command == "table":
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if rep["passed"] else 1
 
     if args.command == "suite":
-        path = Path(args.json) if args.json else Path(args.out_dir or RESULTS_DIR) / f"{args.name}.json"
+        path = resolve_path(args.json) if args.json else resolve_path(args.out_dir or BENCH_DIR) / f"{args.name}.json"
         doc = run_suite(args.name, isolate=not args.in_process, only_device=args.device, out_path=path,
                         budget_s=args.budget_s)
         print(f"wrote {path}")

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from slnl.engine.device import device_name
-from slnl.utils import REPO_ROOT, git_commit
+from slnl.utils import git_commit, source_checkout
 
 
 def header() -> dict[str, Any]:
@@ -20,9 +20,13 @@ def header() -> dict[str, Any]:
 
 
 def _slnl_dirty() -> bool | None:
-    """Whether the measured package differs from ``commit`` (uncommitted changes under slnl/)."""
+    """Whether the measured package differs from ``commit`` (uncommitted changes under slnl/); ``None`` (unknown) for
+    an installed copy: the working directory's repository, if any, is not the code that runs."""
+    checkout = source_checkout()
+    if checkout is None:
+        return None
     try:
-        r = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "slnl"], cwd=REPO_ROOT, capture_output=True,
+        r = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "slnl"], cwd=checkout, capture_output=True,
                            timeout=10)
         return {0: False, 1: True}.get(r.returncode)
     except (OSError, subprocess.SubprocessError):

@@ -10,9 +10,11 @@ from typing import Any
 
 from slnl.bench.flops import render_flops
 from slnl.bench.measure import options_of
-from slnl.utils import REPO_ROOT, atomic_write_text
+from slnl.utils import atomic_write_text, resolve_path
 
-RESULTS_DIR = REPO_ROOT / "results" / "bench"
+#: Where measurements go by default: relative to the working directory or $SLNL_HOME (``slnl.utils.resolve_path``),
+#: read when a command runs — never beside the installed package.
+BENCH_DIR = "results/bench"
 HISTORY_MARKER = "<!-- Everything below this line is written by hand; `slnl bench table` keeps it. -->"
 
 
@@ -61,7 +63,8 @@ def _table_row(name: str, doc: dict[str, Any], row: dict[str, Any]) -> str:
 
 
 def _data_pipeline_line(name: str, d: dict[str, Any]) -> str:
-    """Data-pipeline timings recorded by earlier versions of the benchmark (now ``benchmarks/data_pipeline.py``)."""
+    """Data-pipeline timings that earlier versions of the benchmark recorded in a suite file: shown as they were
+    measured (the benchmark no longer takes them; ``fit()``'s own samples/s includes the data gather)."""
     parts = [f"{k}: {1e3 * v['s_per_batch']:.2f} ms/batch" for k, v in d.items()
              if isinstance(v, dict) and "s_per_batch" in v]
     fr = [f"{e['row']}: " + ", ".join(f"{k.replace('_fraction_of_step', '')} {100 * v:.1f}%"
@@ -71,10 +74,10 @@ def _data_pipeline_line(name: str, d: dict[str, Any]) -> str:
             + ("; as a fraction of the training step — " + " | ".join(fr) if fr else ""))
 
 
-def render_markdown(results_dir: str | os.PathLike = RESULTS_DIR, previous: str | None = None) -> str:
+def render_markdown(results_dir: str | os.PathLike = BENCH_DIR, previous: str | None = None) -> str:
     """The README of ``results_dir``: every row of its ``*.json`` files; ``previous`` (the README as it was) gives
     the hand-written part below ``HISTORY_MARKER``, kept as it is."""
-    results_dir = Path(results_dir)
+    results_dir = resolve_path(results_dir)
     lines = [
         "# Benchmarks",
         "",
@@ -119,9 +122,9 @@ def render_markdown(results_dir: str | os.PathLike = RESULTS_DIR, previous: str 
     return text
 
 
-def write_markdown(path: str | os.PathLike = RESULTS_DIR / "README.md") -> Path:
+def write_markdown(path: str | os.PathLike = f"{BENCH_DIR}/README.md") -> Path:
     """Regenerate ``path`` from the JSON files beside it, keeping its hand-written history."""
-    path = Path(path)
+    path = resolve_path(path)
     previous = path.read_text() if path.is_file() else None
     atomic_write_text(path, render_markdown(path.parent, previous))
     return path

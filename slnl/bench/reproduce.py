@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from slnl import experiments
+from slnl import experiments, study
 from slnl.bench.measure import fit_runnable
 from slnl.engine.config import PROTOCOL
 
@@ -69,7 +69,7 @@ def render_time_to_reproduce(entries: list[dict[str, Any]]) -> str:
 
 def paper_tables(seeds: int = 1) -> list[dict[str, Any]]:
     """Runs per (table, split) from ``slnl.experiments``: its runnable rows x ``seeds``, at the ``paper`` scale."""
-    return experiments_to_runs(experiments.TABLES.values(), experiments.SCALES["paper"], seeds)
+    return experiments_to_runs(experiments.TABLES.values(), study.SCALES["paper"], seeds)
 
 
 def experiments_to_runs(tables: Iterable[Any], scale: Any, seeds: int = 1) -> list[dict[str, Any]]:

@@ -21,7 +21,8 @@ and bytes (``x``, ``labels``, ``num_frames``, each split mask) and the meta fiel
 whatever the store's size). Two stores with the same fingerprint hold the same data; dates, timings, paths and
 software versions are not part of it. ``fingerprint(store)`` reads it (cheap); ``check_fingerprint(store,
 expected, what)`` is what a run, a resumed run or a report calls to refuse other data; ``compute_fingerprint``
-recomputes it from the files (to verify a store byte for byte).
+recomputes it from the files (to verify a store byte for byte); ``write_store`` writes a small store from arrays,
+fingerprint included.
 
 Replacing. ``prepare`` builds the new store in a hidden directory inside ``--out`` and then ``install()``s it file by
 file: the old ``meta.json`` is removed first and the new one written last, so a reader sees the old store, an
@@ -222,6 +223,25 @@ def check_target(out: str | Path, force: bool = False) -> dict[str, Any] | None:
     when = meta.get("prepared_at") or meta.get("provenance", {}).get("date", "?")
     raise StoreExistsError(f"{out} already holds a {meta.get('dataset')} store (prepared {when}); pass --force to "
                            "replace it, or choose another --out")
+
+
+def write_store(root: str | Path, x: np.ndarray, labels: np.ndarray, num_frames: np.ndarray,
+                splits: dict[str, np.ndarray], meta: dict[str, Any]) -> Path:
+    """A complete store in ``root`` from arrays in memory: tests, benchmarks, a few clips of your own (a real dataset
+    goes through ``slnl prepare``, which validates every clip, records rejects and provenance, and replaces a store
+    safely). ``splits``: ``{"<split>_train": mask, "<split>_test": mask}``; ``meta``: at least ``dataset``,
+    ``class_names``, ``names`` and ``splits``. The content ``fingerprint`` and ``format`` are recorded, and
+    ``meta.json`` is written last, with ``"complete": true``."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    np.save(root / "x.npy", np.asarray(x, dtype=np.float32))
+    np.save(root / "labels.npy", np.asarray(labels, dtype=np.int64))
+    np.save(root / "num_frames.npy", np.asarray(num_frames, dtype=np.int64))
+    np.savez(root / "splits.npz", **{k: np.asarray(v, dtype=bool) for k, v in splits.items()})
+    meta = {**meta, "format": STORE_FORMAT}
+    meta["fingerprint"] = compute_fingerprint(root, meta)
+    (root / "meta.json").write_text(json.dumps({**meta, "complete": True}))
+    return root
 
 
 def install(build: str | Path, out: str | Path) -> None:

@@ -41,7 +41,10 @@ from slnl.engine.config import (
     TrainConfig,
 )
 from slnl.engine.device import resolve_device, resolve_precision
+from slnl.engine.distributed import env_world
+from slnl.engine.fit import NonFiniteLossError, TrainingInterrupted, evaluate, fit
 from slnl.engine.step import check_model
+from slnl.utils import atomic_write_json, resolve_path
 
 S = argparse.SUPPRESS
 # Flags that map to ModelConfig fields (slnl.models.build overrides), and their types.
@@ -131,6 +134,9 @@ def config_from_args(argv: list[str]) -> TrainConfig:
 def _parse(argv: list[str]) -> tuple[TrainConfig, bool]:
     """(TrainConfig, dry_run) from ``slnl train`` arguments."""
     ns = vars(train_parser().parse_args(argv))
+    for k in ("config", "data", "out"):  # a relative path is relative to the working directory or $SLNL_HOME
+        if ns.get(k):
+            ns[k] = str(resolve_path(ns[k]))
     dry_run = bool(ns.pop("dry_run", False))
     row = ns.pop("row", None)
     base: dict[str, Any] = {}
@@ -175,7 +181,7 @@ def _row(text: str, preset: str | None, split: str | None) -> tuple[str, dict[st
     if not r.runnable:
         raise ValueError(f"--row {text!r}: {r.label} is a published number the paper quotes, not a model we train; "
                          f"{t.name}'s runnable rows are {runnable}")
-    preset = preset or ex.SCALES["paper"].presets[t.family]
+    preset = preset or t.family  # each protocol family has its preset of the same name (PROTOCOL)
     if preset not in PROTOCOL:
         raise ValueError(f"preset: expected one of {sorted(PROTOCOL)}, got {preset!r}")
     return preset, ex.row_settings(t, r, split or PROTOCOL[preset]["split"])
@@ -208,8 +214,6 @@ def eval_parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging() -> None:
-    from slnl.engine.distributed import env_world
-
     rank = env_world()[0]
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
                         format=f"%(asctime)s [rank {rank}] %(message)s" if rank else "%(asctime)s %(message)s",
@@ -223,8 +227,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     cmd, rest = argv[0], argv[1:]
     _setup_logging()
-    from slnl.engine.fit import NonFiniteLossError, TrainingInterrupted, evaluate, fit
-
     try:
         if cmd == "train":
             cfg, dry = _parse(rest)
@@ -239,8 +241,6 @@ def main(argv: list[str] | None = None) -> int:
             except NonFiniteLossError as e:
                 print(f"slnl train: {e}", file=sys.stderr)
                 return 3
-            from slnl.engine.distributed import env_world
-
             if env_world()[0] == 0:
                 print(f"top1 {res.top1:.4f}  top5 {res.top5:.4f}  run {res.run_dir}")
             return 0
@@ -248,9 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         out = evaluate(args.run, split=args.split, subset=args.subset, device=args.device,
                        batch_size=args.batch_size, data=args.data)
         if args.json:
-            from slnl.utils import atomic_write_json
-
-            atomic_write_json(args.json, out)
+            atomic_write_json(resolve_path(args.json), out)
         print(json.dumps({k: out[k] for k in ("top1", "top5", "n", "split", "subset", "checkpoint", "epoch")}))
         return 0
     except (ValueError, FileExistsError, FileNotFoundError, KeyError) as e:

@@ -19,6 +19,7 @@ from slnl.engine.fetch import CPUFetcher, to_device
 from slnl.engine.metrics import EvalAccumulator
 from slnl.engine.rundir import check_store
 from slnl.engine.step import build_model, forward, loss_of, no_op
+from slnl.utils import resolve_path
 
 
 @torch.no_grad()
@@ -44,7 +45,7 @@ def run_eval(net, fetch, n: int, batch_size: int, device: torch.device, precisio
 def checkpoint_file(run: str | os.PathLike) -> Path:
     """The checkpoint of ``run``: a run directory's ``last.pt``, or ``run`` itself when it is a file; a missing one
     is a one-line ``FileNotFoundError`` saying what was expected."""
-    run = Path(run)
+    run = resolve_path(run)  # relative: to the working directory or $SLNL_HOME, like every path slnl is given
     if run.is_dir():
         if not (run / ckpt.FILE).is_file():
             raise FileNotFoundError(f"{run}: no {ckpt.FILE} here; expected a run directory whose run has written its "
@@ -87,7 +88,7 @@ def evaluate(
     path = checkpoint_file(run)
     dev = resolve_device(device)
     model, cfg, state, path = load_model(path)
-    store = data or cfg.data
+    store = resolve_path(data) if data else cfg.data
     check_store(cfg, f"run {path.parent if path.name == ckpt.FILE else path}", store)
     model = model.to(dev)
     split = split or cfg.split

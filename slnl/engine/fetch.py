@@ -20,6 +20,7 @@ from slnl.data.store import fingerprint as store_fingerprint
 from slnl.engine import distributed as D
 from slnl.engine.config import TrainConfig
 from slnl.models import PRESETS
+from slnl.utils import resolve_path
 
 
 def open_splits(cfg: TrainConfig, info: D.DistInfo) -> tuple[sdata.SkeletonDataset, sdata.SkeletonDataset, int]:
@@ -39,7 +40,7 @@ def open_splits(cfg: TrainConfig, info: D.DistInfo) -> tuple[sdata.SkeletonDatas
             store = sdata.synthetic.ensure_default()
         cfg.data = str(Path(store).resolve())
     else:
-        cfg.data = str(Path(cfg.data).expanduser().resolve())
+        cfg.data = str(resolve_path(cfg.data).resolve())  # relative: to the working directory or $SLNL_HOME
     if cfg.store_fingerprint is None:
         cfg.store_fingerprint = store_fingerprint(cfg.data)  # StoreError for a store prepared without one
     else:  # a configuration that names its data (a run's saved config.yaml) trains on that data only

@@ -20,6 +20,7 @@ from slnl.data.store import check_fingerprint
 from slnl.engine import distributed as D
 from slnl.engine.checkpoint import FILE as CHECKPOINT
 from slnl.engine.config import TrainConfig, config_diff
+from slnl.utils import resolve_path
 
 RESULT_SCHEMA_VERSION = 3  # 3: store_fingerprint; 2: per-epoch evaluation under "test", no "best" block, no best.pt
 RUN_FILES = ("config.yaml", "metrics.jsonl", "metrics.csv", "result.json", CHECKPOINT)
@@ -52,7 +53,7 @@ def prepare(cfg: TrainConfig, info: D.DistInfo) -> tuple[str, Path]:
     """``(action, run directory)``, action ∈ {'fresh', 'resume', 'finished'}; rank 0 decides, all follow, and every
     refusal is raised on every process. Nothing is written: a fresh directory is made by ``start_fresh`` once the
     run is ready to write. ``cfg.out`` is set to the directory; ``cfg.store_fingerprint`` must be the store's."""
-    run_dir = Path(cfg.out) if cfg.out else cfg.default_out()
+    run_dir = resolve_path(cfg.out) if cfg.out else cfg.default_out()  # relative: to the working dir or $SLNL_HOME
     cfg.out = str(run_dir)
     decision: tuple[str, str | None] = ("fresh", None)
     if info.is_main:

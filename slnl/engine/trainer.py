@@ -1,12 +1,13 @@
 """The epoch loop of ``fit``: data, model and step in, a finished run directory out.
 
 ``Trainer.run()``: open the split (``fetch.open_splits``: the store's fingerprint recorded or checked), decide what
-to do with the run directory (``rundir.prepare``), build what the config trains (``step.build``), restore ``last.pt``
-when resuming (or create the fresh directory: ``rundir.start_fresh``), then per epoch: the epoch's batches (``epoch_order``, this process's share of each global batch), one ``TrainStep`` per batch,
-checkpoints every ``checkpoint_every_steps`` and at the end of the epoch, the learning-rate decay, the test
-evaluation, ``metrics.jsonl``, the epoch's log line and TensorBoard scalars (``progress``); finally ``result.json``. Around the steps: stop signals (a checkpoint, then
-``TrainingInterrupted``), non-finite losses (``NonFiniteLossError``, the last good checkpoint kept) and, for tests,
-injected faults (``signals.Fault``).
+to do with the run directory (``rundir.prepare``), build what the config trains (``step.build``), restore
+``last.pt`` when resuming (or create the fresh directory: ``rundir.start_fresh``), then per epoch: the epoch's
+batches (``epoch_order``, this process's share of each global batch), one ``TrainStep`` per batch, checkpoints every
+``checkpoint_every_steps`` and at the end of the epoch, the learning-rate decay, the test evaluation,
+``metrics.jsonl``, the epoch's log line and TensorBoard scalars (``progress``); finally ``result.json``. Around the
+steps: stop signals (a checkpoint, then ``TrainingInterrupted``), non-finite losses (``NonFiniteLossError``, the
+last good checkpoint kept) and, for tests, injected faults (``signals.Fault``).
 """
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ Choices the paper leaves open:
   q, k, v one head size, which PyTorch's fused attention kernels need (with unequal head sizes PyTorch's CPU flash
   kernel does not accept the inputs and the math kernel runs, materialising the L×L affinity), and it lets ϕ, ψ, g
   be one projection P → 3Q. The price: L = Q/2 would halve the attention's q·k product and so save about a quarter
-  of the attention FLOPs (``slnl bench --flops-only`` counts them), on kernels that accept unequal head sizes.
+  of the attention FLOPs (``slnl bench flops`` counts them), on kernels that accept unequal head sizes.
 * Layout: the 1×1 convolutions are applied as ``nn.Linear`` on a channels-last view, so [W_ϕ; W_ψ; W_g] writes q, k, v
   straight into the (sequence, channel) layout SDPA wants (one GEMM, no copy for "s" and "st"), and W_w runs on
   SDPA's output before the layout is turned back. Same mathematics as a Conv2d(·, ·, 1), with fewer layout copies,

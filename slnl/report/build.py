@@ -11,6 +11,7 @@ from slnl import experiments as ex
 from slnl.report.figures import confusion_figure, fig4, frequency_figure, learning_curves, skeleton_figure
 from slnl.report.markdown import write_table
 from slnl.report.results import FINAL_CHECKPOINT, collect
+from slnl.utils import resolve_path
 
 # Which finished run the analysis figures use: Table 1's model first (the paper's full model), then Tables 6 … 2.
 ANALYSIS_PREFERENCE = ("table1", "table6", "table5", "table4", "table3", "table2")
@@ -50,7 +51,7 @@ def build_report(results_dir: str | Path = "results", tables: str | Sequence[str
     Results of several (dataset, scale) combinations get one set of tables and figures each, suffixed
     ``__<dataset>-<scale>``. ``max_samples``: test samples the checkpoint analyses look at.
     """
-    results_dir = ex.repo_path(results_dir)
+    results_dir = resolve_path(results_dir)
     names = [t.name for t in ex.TABLES.values()] if tables in (None, "all") else [
         ex.table(t).name for t in ex.parse_list(tables)]
     df = collect(results_dir)

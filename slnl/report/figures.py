@@ -36,7 +36,7 @@ from slnl.data.ntu import JOINT_NAMES as NTU_JOINTS
 from slnl.engine.config import TrainConfig
 from slnl.models.transform import TRANSFORMS
 from slnl.report.analysis import frequency_gates, nonlocal_affinity
-from slnl.report.results import TEST_TOP1, TRAIN_LOSS_HEAD, as_frame, read_metrics, runs_for
+from slnl.report.results import TEST_TOP1, TRAIN_LOSS_HEAD, read_metrics, table_runs
 from slnl.utils import atomic_write_bytes, atomic_write_text
 
 # A front-view drawing template of the NTU skeleton (1-based joints; the subject faces the viewer, so its left is on
@@ -66,11 +66,14 @@ def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
 # ----------------------------------------------------------------------------------------------------------------------
 # Learning curves
 # ----------------------------------------------------------------------------------------------------------------------
-def loss_label(settings: dict[str, Any]) -> str:
+def loss_label(settings: dict[str, Any], split: str = "CS", family: str = "ntu") -> str:
     """The loss a row trains with, in the paper's notation (Table 4): ``CE``, ``FL(2,)``, ``SMCE(,0.4)``,
-    ``SMFL(2,0.4)``. Unset γ/m are TrainConfig's defaults."""
+    ``SMFL(2,0.4)``. Unset values are what training would use: γ TrainConfig's default, m the adopted margin of
+    ``split`` in the protocol ``family`` (``slnl.experiments.adopted``)."""
     name = settings.get("loss", TrainConfig.loss)
-    g, m = float(settings.get("gamma", TrainConfig.gamma)), float(settings.get("m", TrainConfig.m))
+    m = settings["m"] if settings.get("m") is not None else ex.adopted(split, family)["m"]
+    p = losses.loss_params(name, settings.get("gamma", TrainConfig.gamma), m)
+    g, m = p["gamma"], p["m"]
     return {"CE": "CE", "FL": f"FL({g:g},)", "SMCE": f"SMCE(,{m:g})", "SMFL": f"SMFL({g:g},{m:g})"}[name]
 
 
@@ -101,16 +104,16 @@ def learning_curves(table: str | int | ex.Table, results: str | Path | pd.DataFr
     One column of panels per split; curves are means over seeds with a ±1 sd band. Returns ``(figure or None, long
     DataFrame)``; None when no run has metrics yet.
     """
-    tbl = ex.table(table)
-    runs = runs_for(tbl, as_frame(results), dataset, scale)
+    tbl, runs = table_runs(table, results, dataset, scale)
     parts = []
     for rec in runs.itertuples(index=False):
         if not rec.run_path or not (Path(rec.run_path) / "metrics.csv").is_file():
             continue
         row = tbl.row(rec.row)
         settings = row.settings_for(rec.split)
-        parts.append(read_metrics(rec.run_path).assign(row=row.label, split=rec.split, seed=rec.seed,
-                                                       loss_fn=loss_label(settings), streams=_stream_note(settings)))
+        parts.append(read_metrics(rec.run_path).assign(
+            row=row.label, split=rec.split, seed=rec.seed, loss_fn=loss_label(settings, rec.split, tbl.family),
+            streams=_stream_note(settings)))
     if not parts:
         return None, pd.DataFrame()
     data = pd.concat(parts, ignore_index=True)

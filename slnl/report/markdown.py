@@ -12,7 +12,7 @@ import pandas as pd
 from slnl import experiments as ex
 from slnl.report.results import as_frame
 from slnl.report.tables import ORDERING_ONLY, claims_table, paper_table, seed_resolution
-from slnl.utils import atomic_write_text
+from slnl.utils import atomic_write_text, resolve_path
 
 
 def _fmt(x: Any, digits: int = 1, sign: bool = False) -> str:
@@ -123,8 +123,8 @@ def write_table(table: str | int | ex.Table, results: str | Path | pd.DataFrame 
     if out_dir is None:
         if isinstance(results, pd.DataFrame):
             raise ValueError("write_table: out_dir is required when results is a DataFrame")
-        out_dir = ex.repo_path(results) / "tables"
-    out_dir = ex.repo_path(out_dir)
+        out_dir = resolve_path(results) / "tables"
+    out_dir = resolve_path(out_dir)
     stem = stem or tbl.name
     df = as_frame(results)
     frame = paper_table(tbl, df, dataset=dataset, scale=scale)

@@ -12,6 +12,7 @@ from slnl.report.figures import learning_curves
 from slnl.report.markdown import table_markdown
 from slnl.report.results import collect
 from slnl.report.tables import claims_table, paper_table, seed_resolution
+from slnl.utils import resolve_path
 
 
 def show_table(table: str | int | ex.Table, results_dir: str | Path = "results", *, dataset: str | None = None,
@@ -25,7 +26,7 @@ def show_table(table: str | int | ex.Table, results_dir: str | Path = "results",
     claims = claims_table(tbl, df, dataset=dataset, scale=scale)
     resolution = seed_resolution(tbl, df, dataset=dataset, scale=scale)
     display(Markdown(table_markdown(frame, claims, resolution)))
-    figures_dir = ex.repo_path(figures_dir) if figures_dir is not None else ex.repo_path(results_dir) / "figures"
+    figures_dir = resolve_path(figures_dir) if figures_dir is not None else resolve_path(results_dir) / "figures"
     curves_path = figures_dir / f"{tbl.name}_curves.png"
     fig, curves = learning_curves(tbl, df, dataset=dataset, scale=scale, path=curves_path)
     if fig is not None:

@@ -1,6 +1,6 @@
 """What the report reads: result files (one per table, row, split, seed) and the run directories they point to.
 
-Inputs are only files: the result JSONs that ``slnl.experiments.run_table`` writes under ``<results_dir>/<table>/``,
+Inputs are only files: the result JSONs that ``slnl.study.run_table`` writes under ``<results_dir>/<table>/``,
 and in each run directory ``metrics.csv`` (per-epoch metrics), ``result.json`` (final evaluation) and the final
 checkpoint ``last.pt`` (the paper reports the model of the last epoch, so every analysis loads that one). Nothing
 here needs to know how a run was launched.
@@ -18,6 +18,7 @@ from slnl.engine.checkpoint import FILE as FINAL_CHECKPOINT  # the model of the 
 # Column names of a run's metrics.csv, defined where it is written. The paper has no validation split: the per-epoch
 # evaluation is on the test subset.
 from slnl.engine.metrics import TEST_LOSS, TEST_TOP1, TEST_TOP5, TRAIN_LOSS_HEAD  # noqa: F401 (slnl.report exports)
+from slnl.utils import resolve_path
 
 RESULT_KEYS = ("table", "row", "split", "seed", "top1", "top5")
 METRIC_COLUMNS = ("epoch", TEST_TOP1, TRAIN_LOSS_HEAD["c"])  # what the learning curves need
@@ -45,10 +46,10 @@ def read_result(path: str | Path) -> dict[str, Any]:
 
 def collect(results_dir: str | Path = "results") -> pd.DataFrame:
     """Every result file under ``<results_dir>/table*/`` as one DataFrame row (accuracies in %)."""
-    results_dir = ex.repo_path(results_dir)
+    results_dir = resolve_path(results_dir)
     recs = [read_result(p) for p in sorted(results_dir.glob("table*/*__*__seed*.json"))]
-    cols = ["table", "row", "split", "seed", "top1", "top5", "dataset", "scale", "epochs", "run_dir", "path",
-            "run_path"]
+    cols = ["table", "row", "split", "seed", "top1", "top5", "dataset", "scale", "epochs", "store_fingerprint",
+            "run_dir", "path", "run_path"]
     if not recs:
         return pd.DataFrame(columns=cols)
     df = pd.DataFrame.from_records(recs)
@@ -56,7 +57,7 @@ def collect(results_dir: str | Path = "results") -> pd.DataFrame:
         if c not in df:
             df[c] = None
     # run_dir is stored relative to the repository when inside it; run_path is where it is on this machine.
-    df["run_path"] = [str(ex.repo_path(r)) if isinstance(r, str) and r else None for r in df["run_dir"]]
+    df["run_path"] = [str(resolve_path(r)) if isinstance(r, str) and r else None for r in df["run_dir"]]
     df["top1"] = 100.0 * df["top1"].astype(float)
     df["top5"] = 100.0 * df["top5"].astype(float)
     return df
@@ -67,8 +68,12 @@ def as_frame(results: str | Path | pd.DataFrame) -> pd.DataFrame:
     return results if isinstance(results, pd.DataFrame) else collect(results)
 
 
-def runs_for(tbl: ex.Table, df: pd.DataFrame, dataset: str | None = None, scale: str | None = None) -> pd.DataFrame:
-    """The runs of ``tbl`` in ``df``, restricted to ``dataset``/``scale``; refuses to mix several combinations."""
+def table_runs(table: str | int | ex.Table, results: str | Path | pd.DataFrame = "results", dataset: str | None = None,
+               scale: str | None = None) -> tuple[ex.Table, pd.DataFrame]:
+    """``(table, its runs)``: the runs of ``table`` in ``results`` (a results folder or a collected DataFrame),
+    restricted to ``dataset``/``scale``; refuses to mix several combinations."""
+    tbl = ex.table(table)
+    df = as_frame(results)
     d = df[df["table"] == tbl.name]
     if dataset is not None:
         d = d[d["dataset"] == dataset]
@@ -80,7 +85,7 @@ def runs_for(tbl: ex.Table, df: pd.DataFrame, dataset: str | None = None, scale:
             f"{tbl.name}: results from several (dataset, scale) combinations "
             f"{[tuple(r) for r in combos.itertuples(index=False)]}; pass dataset= and scale= to pick one "
             "(or keep each combination in its own results_dir)")
-    return d
+    return tbl, d
 
 
 def column_values(tbl: ex.Table, runs: pd.DataFrame) -> dict[str, pd.DataFrame]:

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from slnl import experiments as ex
-from slnl.report.results import as_frame, column_values, row_values, runs_for
+from slnl.report.results import column_values, row_values, table_runs
 from slnl.report.stats import pooled_sd, resolvable_difference, seeds_label, verdict, welch_interval
 
 CLAIM_COLUMNS = ["better", "worse", "column", "paper_diff", "ours_diff", "low", "high", "resolvable", "n_better",
@@ -64,8 +64,7 @@ def paper_table(table: str | int | ex.Table, results: str | Path | pd.DataFrame 
     ``n`` (seeds), ``diff`` (ours − paper; NaN when our data is not the paper's dataset, see ``delta_note``).
     Reference rows have no ours. ``attrs`` carries the dataset, scale, epochs, ``delta_note`` and notes (stand-in
     warnings included)."""
-    tbl = ex.table(table)
-    runs = runs_for(tbl, as_frame(results), dataset, scale)
+    tbl, runs = table_runs(table, results, dataset, scale)
     values = column_values(tbl, runs)
     note = delta_note(tbl, runs)
     records = []
@@ -109,8 +108,7 @@ def claims_table(table: str | int | ex.Table, results: str | Path | pd.DataFrame
     On data other than the paper's, a claim against a published number (Tables 1–2) has no ours_diff and no verdict:
     the published number is on another dataset. ``attrs['delta_note']`` says why delta_vs_paper is blank.
     """
-    tbl = ex.table(table)
-    runs = runs_for(tbl, as_frame(results), dataset, scale)
+    tbl, runs = table_runs(table, results, dataset, scale)
     values = column_values(tbl, runs)
     note = delta_note(tbl, runs)
     out = []
@@ -154,8 +152,7 @@ def seed_resolution(table: str | int | ex.Table, results: str | Path | pd.DataFr
     smallest difference that a row of ``seeds`` seeds resolves at ``level`` against ``against`` (another row of as
     many seeds in Tables 3–6, a published number in Tables 1–2) — see ``slnl.report.stats.resolvable_difference``.
     A claim whose size is below it cannot be checked at this number of seeds."""
-    tbl = ex.table(table)
-    runs = runs_for(tbl, as_frame(results), dataset, scale)
+    tbl, runs = table_runs(table, results, dataset, scale)
     values = column_values(tbl, runs)
     published = bool(tbl.claims) and all(not tbl.row(c.worse).runnable for c in tbl.claims)
     recs = []
