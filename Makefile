@@ -15,6 +15,8 @@ SEEDS     ?= 0
 DEVICE    ?= auto
 # rows trained at once (on the CPU: one single-threaded process each; 2 on the 2-core CI machine)
 JOBS      ?= 2
+# where results, tables and figures go: results/ for the synthetic stand-in, results/<dataset>/ for real data
+RESULTS   ?= $(if $(filter synthetic,$(DATASET)),results,results/$(DATASET))
 
 .PHONY: venv test reproduce kernel bench lab
 
@@ -38,7 +40,7 @@ test: $(VENV)/.installed
 
 # The notebooks run in the `python3` kernel, i.e. .venv's own interpreter (no kernel to register).
 reproduce: $(VENV)/.installed
-	$(PY) -m slnl reproduce --dataset $(DATASET) --data-root "$(DATA_ROOT)" --scale $(SCALE) --seeds $(SEEDS) --device $(DEVICE) --jobs $(JOBS)
+	$(PY) -m slnl reproduce --dataset $(DATASET) --data-root "$(DATA_ROOT)" --scale $(SCALE) --seeds $(SEEDS) --device $(DEVICE) --jobs $(JOBS) --results-dir $(RESULTS)
 
 bench: $(VENV)/.installed
 	$(PY) -m slnl bench throughput --preset cpu --json results/bench/cpu.json

@@ -19,6 +19,7 @@ from slnl.data.errors import StoreChangedError
 from slnl.data.store import fingerprint
 from slnl.engine.config import PROTOCOL, TrainConfig
 from slnl.losses import LOSS_PARAMS, loss_params, make_loss
+from slnl.models import PRESETS
 from slnl.utils import resolve_path
 from test_engine_fit import make_tiny_store
 
@@ -266,6 +267,26 @@ def test_paper_scale_is_the_engine_protocol():
     for gone in ("DATASETS", "LOSS_KEYS", "store_meta", "store_splits", "select_rows", "SCALES", "run_table",
                  "row_config", "result_path", "repo_path"):
         assert not hasattr(ex, gone), gone
+
+
+def test_small_scale_keeps_the_paper_optimiser_and_its_overall_decay():
+    """The `small` scale compresses §4.1's schedule without changing what it does: Adam at the paper's rate and weight
+    decay, the whole decay (0.98**300) within a factor of 3 at its last epoch, so the reported last epoch is a
+    converged model; its preset is the `small` model and the protocol's eval cadence reaches the config."""
+    small, ntu = PROTOCOL["small"], PROTOCOL["ntu"]
+    sc = study.SCALES["small"]
+    for family in ("ntu", "kinetics"):
+        assert sc.presets[family] == "small"
+        assert (sc.epochs[family], sc.batch_size[family]) == (small["epochs"], small["batch_size"])
+    assert (small["lr"], small["weight_decay"]) == (ntu["lr"], ntu["weight_decay"])
+    paper_end = ntu["lr_decay"] ** ntu["epochs"]
+    assert paper_end / 3 <= small["lr_decay"] ** small["epochs"] <= paper_end * 3
+    assert f"{small['epochs']} epochs" in sc.description
+    assert TrainConfig(preset="small").resolve().eval_every == small["eval_every"] > 1
+    assert TrainConfig(preset="ntu").resolve().eval_every == 1
+    assert TrainConfig(preset="small", eval_every=2).resolve().eval_every == 2  # an explicit value wins
+    assert PRESETS["small"].T == 16 and PRESETS["small"].channels == PRESETS["cpu"].channels
+    assert set(PRESETS) == set(PROTOCOL)  # every protocol has its model preset
 
 
 def test_one_loss_parameter_rule():

@@ -135,6 +135,11 @@ PRESETS: dict[str, ModelConfig] = {
     # Not in the paper: the NTU topology with fewer frames, coordinate systems, new joints and channels, so that tests,
     # the synthetic set and notebooks executed tiny train on a CPU.
     "cpu": ModelConfig(T=32, K=4, new_joints=16, channels=(16, 16, 32, 32, 64, 64)),
+    # Not in the paper: the cpu model for small real datasets trained on one CPU core (MSR Action3D, slnl.study's
+    # `small` scale). T = 16: MSR clips have 13-76 frames (mean 39), and the non-local blocks' cost grows with T².
+    # recompute "never": at this size the fused non-local's recomputation in backward costs a third of the step on a
+    # CPU core and saves memory nobody needs (same mathematics).
+    "small": ModelConfig(T=16, K=4, new_joints=16, channels=(16, 16, 32, 32, 64, 64), recompute="never"),
 }
 
 
