@@ -127,6 +127,46 @@ def test_learning_curves_reject_metrics_without_test_top1(tmp_path):
         rp.read_metrics(rd)
 
 
+def test_learning_curves_join_the_tested_epochs(tmp_path):
+    """With eval_every > 1 most epochs have no test value: the curve is drawn through the tested epochs (a line, not
+    isolated markers)."""
+    _run(tmp_path, "table3", "cs-t", "CS", 0, [0.2, math.nan, math.nan, 0.5, math.nan, 0.6], [1.9, 1.7, 1.5, 1.3,
+                                                                                             1.2, 1.1])
+    fig, _ = rp.learning_curves("table3", tmp_path)
+    (ax,) = _axes_by_title(fig, "test top-1")
+    (line,) = [ln for ln in ax.get_lines() if len(ln.get_xdata())]
+    assert list(line.get_xdata()) == [0, 3, 5] and np.allclose(line.get_ydata(), [20.0, 50.0, 60.0])
+
+
+def test_accuracy_figure_is_each_row_mean_with_its_t_interval(tmp_path):
+    """One point per seed, the mean with the one-sample 95 % t-interval (scipy), rows in the paper's order whatever
+    the order of the files, one panel per split."""
+    from scipy import stats as sps
+
+    values = {"cs-t": [0.80, 0.84, 0.86], "posvel-n": [0.70, 0.75, 0.71], "pos-n": [0.60, 0.60, 0.66]}
+    for row, tops in values.items():
+        for seed, t in enumerate(tops):
+            _run(tmp_path, "table3", row, "CS", seed, [t], [1.0], dataset="msr3d")
+    _run(tmp_path, "table3", "cs-t", "CV", 0, [0.9], [1.0], dataset="msr3d")
+    path = tmp_path / "acc.png"
+    fig, summary = rp.accuracy_figure("table3", tmp_path, path=path)
+    assert path.read_bytes()[:8] == PNG
+    cs = summary[summary["column"] == "CS"]
+    labels = {r.slug: r.label for r in ex.table("table3").rows}
+    assert list(cs["row"]) == [labels["pos-n"], labels["posvel-n"], labels["cs-t"]]  # the paper's order
+    for row, tops in values.items():
+        got = cs[cs["row"] == labels[row]].iloc[0]
+        x = 100 * np.asarray(tops)
+        low, high = sps.t.interval(0.95, len(x) - 1, loc=x.mean(), scale=sps.sem(x))
+        assert got["n"] == 3 and math.isclose(got["mean"], x.mean()) and math.isclose(got["low"], low) and \
+            math.isclose(got["high"], high)
+    cv = summary[summary["column"] == "CV"].iloc[0]
+    assert cv["n"] == 1 and math.isnan(cv["low"])  # one seed: no interval, and none drawn
+    assert [ax.get_title() for ax in fig.axes] == ["table3 · CS", "table3 · CV"]
+    assert "msr3d" in fig._suptitle.get_text()
+    assert rp.accuracy_figure("table3", tmp_path / "none")[0] is None
+
+
 def test_learning_curves_without_runs(tmp_path):
     fig, data = rp.learning_curves("table3", tmp_path)
     assert fig is None and data.empty

@@ -9,7 +9,7 @@ Modules, in the order data flows through them (none imports a later one):
 ``tables``      the paper's tables with ours beside them, the claims tested on our seeds, the seeds' resolution
 ``markdown``    tables as markdown, and the files one table writes (``write_table``)
 ``analysis``    analyses of a trained model: frequency gates per class (Eq. 2), non-local affinity (Eq. 8)
-``figures``     learning curves, Fig. 4, confusion matrix, frequency gates, affinity on the skeleton
+``figures``     accuracy per row over seeds, learning curves, Fig. 4, confusion matrix, frequency gates, affinity on the skeleton
 ``build``       the whole report (``build_report``)
 ``notebook``    what the notebooks display (``show_table``, ``show_report``)
 ==============  ====================================================================================================
@@ -19,6 +19,7 @@ Every public name is importable from ``slnl.report`` itself.
 from slnl.report.analysis import attention_gates, frequency_gates, load_run, map_affinity, nonlocal_affinity
 from slnl.report.build import build_report, pick_run
 from slnl.report.figures import (
+    accuracy_figure,
     affinity_figure,
     confusion_figure,
     fig4,
@@ -47,6 +48,7 @@ from slnl.report.stats import pooled_sd, resolvable_difference, verdict, welch_i
 from slnl.report.tables import claims_table, delta_note, paper_table, seed_resolution
 
 __all__ = [
+    "accuracy_figure",
     "FINAL_CHECKPOINT", "RESULT_KEYS", "TEST_LOSS", "TEST_TOP1", "TEST_TOP5",
     "affinity_figure", "attention_gates", "build_report", "claims_display", "claims_table", "collect",
     "confusion_figure", "delta_note", "display_frame", "fig4", "fig4_curves", "frequency_figure", "frequency_gates",

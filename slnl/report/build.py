@@ -8,7 +8,8 @@ from typing import Any, Sequence
 import pandas as pd
 
 from slnl import experiments as ex
-from slnl.report.figures import confusion_figure, fig4, frequency_figure, learning_curves, skeleton_figure
+from slnl.report.figures import (accuracy_figure, confusion_figure, fig4, frequency_figure, learning_curves,
+                                 skeleton_figure)
 from slnl.report.markdown import write_table
 from slnl.report.results import FINAL_CHECKPOINT, collect
 from slnl.utils import resolve_path
@@ -45,11 +46,12 @@ def build_report(results_dir: str | Path = "results", tables: str | Sequence[str
     """Everything ``report.ipynb`` shows, written under ``<results_dir>/tables`` and ``<results_dir>/figures``.
 
     Tables (``write_table``: csv, claims csv, md) for each requested table — with the paper's numbers even before any
-    run —, learning curves per table with runs, Fig. 4, and for the best-placed finished run (``pick_run``): its
-    confusion matrix, its frequency gates per class, and its non-local affinities on the skeleton. A figure that
-    cannot be drawn (no suitable run, or a run's file is unreadable) is listed under ``skipped`` with the reason.
-    Results of several (dataset, scale) combinations get one set of tables and figures each, suffixed
-    ``__<dataset>-<scale>``. ``max_samples``: test samples the checkpoint analyses look at.
+    run —; for each table with runs, its accuracy per row (every seed, mean and interval) and its learning curves;
+    Fig. 4; and for the best-placed finished run (``pick_run``): its confusion matrix, its frequency gates per class,
+    and its non-local affinities on the skeleton. A figure that cannot be drawn (no suitable run, or a run's file is
+    unreadable) is listed under ``skipped`` with the reason. Results of several (dataset, scale) combinations get one
+    set of tables and figures each, suffixed ``__<dataset>-<scale>``. ``max_samples``: test samples the checkpoint
+    analyses look at.
     """
     results_dir = resolve_path(results_dir)
     names = [t.name for t in ex.TABLES.values()] if tables in (None, "all") else [
@@ -65,6 +67,9 @@ def build_report(results_dir: str | Path = "results", tables: str | Sequence[str
             stem = f"{name}{suffix}"
             built["tables"][stem] = write_table(name, sub, out_dir=tdir, stem=stem)
             if len(sub[sub["table"] == name]):
+                p = fdir / f"{stem}_accuracy.png"
+                if accuracy_figure(name, sub, path=p)[0] is not None:
+                    built["figures"][f"{stem}_accuracy"] = p
                 p = fdir / f"{stem}_curves.png"
                 try:
                     fig, _ = learning_curves(name, sub, path=p)

@@ -36,7 +36,8 @@ from slnl.data.ntu import JOINT_NAMES as NTU_JOINTS
 from slnl.engine.config import TrainConfig
 from slnl.models.transform import TRANSFORMS
 from slnl.report.analysis import frequency_gates, nonlocal_affinity
-from slnl.report.results import TEST_TOP1, TRAIN_LOSS_HEAD, read_metrics, table_runs
+from slnl.report.results import TEST_TOP1, TRAIN_LOSS_HEAD, column_values, read_metrics, table_runs
+from slnl.report.stats import welch_interval
 from slnl.utils import atomic_write_bytes, atomic_write_text
 
 # A front-view drawing template of the NTU skeleton (1-based joints; the subject faces the viewer, so its left is on
@@ -87,7 +88,8 @@ def _stream_note(settings: dict[str, Any]) -> str:
 def _mean_sd(ax, d: pd.DataFrame, y: str, colours: dict[str, Any]) -> None:
     """One line per row: the mean over seeds per epoch, with a ±1 sd band where there are several seeds."""
     for label, g in d.groupby("row", sort=False):
-        s = g.groupby("epoch")[y].agg(["mean", "std", "count"])
+        # epochs without a test (eval_every > 1) have no value: dropped, so that the tested epochs join up
+        s = g.groupby("epoch")[y].agg(["mean", "std", "count"]).dropna(subset=["mean"])
         ax.plot(s.index, s["mean"], marker="o", ms=4, color=colours[label])
         band = s["count"] > 1
         if band.any():
@@ -143,6 +145,54 @@ def learning_curves(table: str | int | ex.Table, results: str | Path | pd.DataFr
     if path is not None:
         save_figure(fig, path)
     return fig, data
+
+
+def accuracy_figure(table: str | int | ex.Table, results: str | Path | pd.DataFrame = "results", *,
+                    dataset: str | None = None, scale: str | None = None, level: float = 0.95,
+                    path: str | Path | None = None):
+    """The figure a reviewer looks at first: each row's final test top-1, every seed as a dot, the mean over seeds
+    with its ``level`` t-interval (``welch_interval`` against 0, i.e. the one-sample interval), rows in the paper's
+    order, one panel per column of the table. Returns ``(figure or None, DataFrame)`` with one line per (column,
+    row): ``mean``, ``low``, ``high``, ``n``; None when the table has no runs."""
+    tbl, runs = table_runs(table, results, dataset, scale)
+    if not len(runs):
+        return None, pd.DataFrame()
+    cols = {c: v for c, v in column_values(tbl, runs).items() if len(v)}
+    stats = []
+    for c, v in cols.items():
+        for r in [r for r in tbl.rows if r.slug in set(v["row"])]:  # the paper's order
+            vals = v.loc[v["row"] == r.slug, "value"].astype(float).to_numpy()
+            ci = welch_interval(vals, 0.0, level)
+            stats.append({"column": c, "row": r.label, "mean": ci["diff"], "low": ci["low"], "high": ci["high"],
+                          "n": len(vals), "values": vals})
+    if not stats:
+        return None, pd.DataFrame()
+    summary = pd.DataFrame(stats)
+    _setup()
+    nrow = max(len(summary[summary["column"] == c]) for c in cols)
+    fig, axes = plt.subplots(1, len(cols), figsize=(6.5 * len(cols), 1.0 + 0.45 * nrow), squeeze=False,
+                             layout="constrained")
+    where = {d: runs[d].dropna().iloc[0] if runs[d].notna().any() else "?" for d in ("dataset", "scale")}
+    for ax, c in zip(axes[0], cols):
+        d = summary[summary["column"] == c].reset_index(drop=True)
+        y = np.arange(len(d))[::-1]
+        for yi, vals in zip(y, d["values"]):
+            ax.plot(vals, np.full(len(vals), yi), "o", ms=4, color="0.6", alpha=0.8, zorder=2)
+        err = np.vstack([d["mean"] - d["low"], d["high"] - d["mean"]])
+        ax.errorbar(d["mean"], y, xerr=np.nan_to_num(err), fmt="D", ms=6, color="C0", ecolor="C0", capsize=4,
+                    zorder=3)
+        for yi, (m, lo, hi, n) in zip(y, d[["mean", "low", "high", "n"]].itertuples(index=False)):
+            text = f"{m:.1f}" + ("" if np.isnan(lo) else f" [{lo:.1f}, {hi:.1f}]") + f"  n={n}"
+            ax.annotate(text, (1.01, yi), xycoords=("axes fraction", "data"), va="center", fontsize=8)
+        lo, hi = np.nanmin(np.r_[d["low"], d["mean"]]), np.nanmax(np.r_[d["high"], d["mean"]])
+        ax.set_xlim(max(lo - 2.0, -1.0), min(hi + 2.0, 101.0))  # accuracies: an interval past 100 % is cut at the edge
+        ax.set_yticks(y, d["row"])
+        ax.set(xlabel="test top-1 (%), last epoch", title=f"{tbl.name} · {c}")
+    fig.suptitle(f"{tbl.name} on {where['dataset']} ({where['scale']} scale): mean over seeds with its "
+                 f"{level:.0%} t-interval (diamond), each seed (dot)", fontsize=10)
+    if path is not None:
+        save_figure(fig, path)
+    return fig, summary.drop(columns="values")
 
 
 # ----------------------------------------------------------------------------------------------------------------------
