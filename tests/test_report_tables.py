@@ -84,6 +84,23 @@ def test_other_data_has_orderings_and_no_delta(tmp_path, dataset):
     assert "| Pos-N | 83.1 | 82.0 ± 2.0 (3 seeds) |  |" in md and frame.attrs["delta_note"] in md
 
 
+def test_a_split_the_dataset_does_not_define_is_no_such_split_not_not_run(tmp_path):
+    """MSR Action3D defines cross-subject only: its CV claims cannot be tested and say so; on a dataset that does
+    define CV (NTU RGB+D 60), a missing CV run is still "not run"."""
+    for dataset, expected in (("msr3d", "no such split"), ("ntu60", "not run")):
+        results = tmp_path / dataset
+        for seed, v in enumerate((0.90, 0.91, 0.92)):
+            _write(results, "table5", "rfa", "CS", seed, v, dataset=dataset)
+            _write(results, "table5", "none", "CS", seed, v - 0.1, dataset=dataset)
+        claims = rp.claims_table("table5", results).set_index(["better", "worse", "column"])
+        cv = claims.loc[("Residual FA (rFA)", "No Frequency Attention", "CV")]
+        assert cv["verdict"] == expected and math.isnan(cv["ours_diff"])
+        assert claims.loc[("Residual FA (rFA)", "No Frequency Attention", "CS"), "verdict"] == "holds"
+    assert cv["note"] == "no result for Residual FA (rFA) and No Frequency Attention on CV"
+    msr = rp.claims_table("table5", tmp_path / "msr3d")
+    assert set(msr.loc[msr["column"] == "CV", "note"]) == {"msr3d defines no CV split (its splits: CS)"}
+
+
 def test_kinetics_table_against_published_numbers(tmp_path):
     _write(tmp_path, "table2", "slnl-rfa", "CS", 0, 0.459, 0.995)  # synthetic stand-in on CS
     frame = rp.paper_table("table2", tmp_path)

@@ -37,6 +37,7 @@ JOINT_NAMES = ["right shoulder", "left shoulder", "neck", "spine", "right hip", 
                "right elbow", "left elbow", "right wrist", "left wrist", "right hand", "left hand", "right knee",
                "left knee", "right ankle", "left ankle", "right foot", "left foot", "head"]
 XSUB_TRAIN = frozenset([1, 3, 5, 7, 9])
+SPLITS: tuple[str, ...] = ("xsub",)  # the standard protocol is cross-subject only
 _NAME = re.compile(r"^a(\d{2})_s(\d{2})_e(\d{2})$")
 
 
@@ -129,7 +130,7 @@ def plan(raw: str | os.PathLike, used_list: str | os.PathLike | None = None):
         notes.append(f"{len(used) - len(set(used))} duplicate name(s) in {used_list}")
     return Plan(
         format="msr3d", dataset="msr3d", items=items, skipped=skipped, loader=read_sequence,
-        shape=(3, NUM_JOINTS, 1), class_names=CLASS_NAMES, splits=("xsub",), max_frames=None, bounds=BOUNDS,
+        shape=(3, NUM_JOINTS, 1), class_names=CLASS_NAMES, splits=SPLITS, max_frames=None, bounds=BOUNDS,
         options={"dataset": "msr3d", "raw": str(raw.resolve()), "used_list": str(used_list),
                  "zero_frames": "dropped", "channels": "x y z (c dropped)"},
         extra_meta={"channels": ["x", "y", "z"], "joint_names": JOINT_NAMES, "fps": 15},

@@ -94,7 +94,8 @@ def table_markdown(frame: pd.DataFrame, claims: pd.DataFrame | None = None,
                   f"{level:g}% Welch interval over seeds (against a published number: the one-sample t interval). "
                   "resolvable: the interval's half-width — the smallest difference these seeds, with the spread "
                   "they show, resolve. verdict: *holds* (interval above 0), *reversed* (below 0), *not resolved* "
-                  "(contains 0, or one seed and so no spread). ours − paper: only on the paper's dataset.\n",
+                  "(contains 0, or one seed and so no spread), *no such split* (the dataset does not define that "
+                  "split: untestable). ours − paper: only on the paper's dataset.\n",
                   to_markdown(claims_display(claims), index=False)]
     if resolution is not None and len(resolution):
         r = resolution.reset_index()

@@ -28,12 +28,17 @@ import numpy as np
 import pandas as pd
 
 from slnl import experiments as ex
+from slnl.data import msr3d, ntu
+from slnl.data.store import canonical_split
 from slnl.report.results import column_values, row_values, table_runs
 from slnl.report.stats import pooled_sd, resolvable_difference, seeds_label, verdict, welch_interval
 
 CLAIM_COLUMNS = ["better", "worse", "column", "paper_diff", "ours_diff", "low", "high", "resolvable", "n_better",
                  "n_worse", "verdict", "delta_vs_paper", "note", "claim"]
 NOT_RUN = "not run"
+NO_SUCH_SPLIT = "no such split"  # a claim on a split the dataset does not define (CV on MSR Action3D): untestable
+# The splits of the datasets whose protocol is fixed by their format (user .npz, CTR-GCN and PYSKL stores vary).
+DATASET_SPLITS: dict[str, tuple[str, ...]] = {**ntu.SPLITS, "msr3d": msr3d.SPLITS, "kinetics": ("default",)}
 ORDERING_ONLY = "ordering only"  # the note of a claim tested on data other than the paper's
 
 
@@ -102,8 +107,9 @@ def claims_table(table: str | int | ex.Table, results: str | Path | pd.DataFrame
     (its ``level`` Welch interval over seeds; a one-sample interval when the worse row is a published number),
     ``resolvable`` (the interval's half-width: the smallest difference these seeds, with the spread they show,
     resolve), ``n_better``/``n_worse`` (seeds; 0 for a published number), ``verdict`` (``holds``, ``reversed``,
-    ``not resolved at <n> seeds``, ``not run``, or blank), ``delta_vs_paper`` (ours_diff − paper_diff, only on the
-    paper's dataset), ``note`` (why a field is blank) and ``claim`` (the paper's sentence).
+    ``not resolved at <n> seeds``, ``not run``, ``no such split`` — a split the dataset does not define, such as
+    CV on MSR Action3D — or blank), ``delta_vs_paper`` (ours_diff − paper_diff, only on the paper's dataset),
+    ``note`` (why a field is blank) and ``claim`` (the paper's sentence).
 
     On data other than the paper's, a claim against a published number (Tables 1–2) has no ours_diff and no verdict:
     the published number is on another dataset. ``attrs['delta_note']`` says why delta_vs_paper is blank.
@@ -111,6 +117,8 @@ def claims_table(table: str | int | ex.Table, results: str | Path | pd.DataFrame
     tbl, runs = table_runs(table, results, dataset, scale)
     values = column_values(tbl, runs)
     note = delta_note(tbl, runs)
+    datasets = set(runs["dataset"].dropna())
+    ds = next(iter(datasets)) if len(datasets) == 1 else None  # table_runs allows one (dataset, scale) at most
     out = []
     for c in tbl.claims:
         better, worse = tbl.row(c.better), tbl.row(c.worse)
@@ -125,6 +133,9 @@ def claims_table(table: str | int | ex.Table, results: str | Path | pd.DataFrame
             if not a or (not published and not b):
                 missing = [r.label for r, v in ((better, a), (worse, b)) if r.runnable and not v]
                 rec.update(verdict=NOT_RUN, note=f"no result for {' and '.join(missing)} on {col}")
+                if ds in DATASET_SPLITS and canonical_split(col) not in DATASET_SPLITS[ds]:
+                    rec.update(verdict=NO_SUCH_SPLIT, note=f"{ds} defines no {col} split (its splits: "
+                               f"{', '.join(ex.split_label(s) for s in DATASET_SPLITS[ds])})")
             elif published and note:
                 rec.update(note=f"{worse.label} is a published number on {tbl.paper_dataset}; our runs are on "
                                 f"{', '.join(sorted(set(runs['dataset'].dropna()))) or 'an unnamed dataset'}: "
