@@ -73,7 +73,7 @@ CPU_EPOCHS = 5
 #     the paper's whole decay (to 0.2 %) in 60 / 80 epochs: ~80 % at epoch 30 / 75.5 %; lr 3e-3, 40 epochs: 62.3 %
 #   T 16 (2.2x faster): batch 16, decay 0.95 x 100: 78 % at epoch 40 with 97 % train accuracy (overfits);
 #     batch 8, decay 0.92 x 60: 82.8 / 86.5 / 87.2 / 87.2 / 90.5 % at epochs 20 / 30 / 40 / 50 / 60;
-#     batch 8, decay 0.86 x 40 (whole decay): 80.6 % at epoch 30, still underfitting (train 84 %);
+#     batch 8, decay 0.86 x 40 (whole decay): 80.6 % at epoch 30, 79.9 % at the end, underfitting (train 84 %);
 #     batch 8, lr 2e-3 decay 0.88 / lr 1.5e-3 decay 0.90: 60.1 / 67.8 % at epoch 20 (a higher rate hurts);
 #   recompute "never" (the small preset) makes a step ~1.45x faster on one core: 2.3 s an epoch at batch 8;
 #     batch 8, decay 0.90 x 50 (2 min): 85.0 / 80.6 % at the end (seeds 0 / 1), train 93 / 92 %: underfits.
