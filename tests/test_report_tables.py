@@ -101,6 +101,27 @@ def test_a_split_the_dataset_does_not_define_is_no_such_split_not_not_run(tmp_pa
     assert set(msr.loc[msr["column"] == "CV", "note"]) == {"msr3d defines no CV split (its splits: CS)"}
 
 
+def test_claims_summary_is_one_line_per_tested_claim(tmp_path):
+    """claims.md: each claim with its verdict and interval on one line, exactly as the table's claims say; the
+    claims on a split the dataset lacks are counted in one line."""
+    for seed, v in enumerate((0.90, 0.91, 0.92)):
+        _write(tmp_path, "table5", "rfa", "CS", seed, v - 0.1, dataset="msr3d")
+        _write(tmp_path, "table5", "none", "CS", seed, v, dataset="msr3d")
+    frame = rp.claims_table("table5", tmp_path)
+    lines = rp.claims_summary([frame]).splitlines()
+    cs = frame[frame["column"] == "CS"]
+    assert len(lines) == len(cs) + 1
+    first = cs.iloc[0]
+    assert lines[0] == (f"- Table 5 (CS): Residual FA (rFA) > No Frequency Attention — paper +0.8; ours "
+                        f"{first['ours_diff']:+.2f} [{first['low']:+.2f}, {first['high']:+.2f}] (3+3 seeds): "
+                        "**reversed**")
+    assert lines[-1] == (f"- {len(frame) - len(cs)} claim(s) of Table 5: **no such split** — msr3d defines no CV "
+                         "split (its splits: CS)")
+    assert sum("**not run**" in ln for ln in lines) == len(cs) - 1  # only rFA and none ran
+    built = rp.build_report(tmp_path, tables="table5")
+    assert built["claims"]["claims"].read_text().endswith("\n".join(lines) + "\n")
+
+
 def test_kinetics_table_against_published_numbers(tmp_path):
     _write(tmp_path, "table2", "slnl-rfa", "CS", 0, 0.459, 0.995)  # synthetic stand-in on CS
     frame = rp.paper_table("table2", tmp_path)

@@ -7,9 +7,10 @@ Modules, in the order data flows through them (none imports a later one):
                 the final checkpoint ``last.pt``)
 ``stats``       Welch's interval over seeds, the verdict on an ordering, the smallest difference seeds resolve
 ``tables``      the paper's tables with ours beside them, the claims tested on our seeds, the seeds' resolution
-``markdown``    tables as markdown, and the files one table writes (``write_table``)
+``markdown``    tables as markdown, the files one table writes (``write_table``), all claims in one list
 ``analysis``    analyses of a trained model: frequency gates per class (Eq. 2), non-local affinity (Eq. 8)
-``figures``     accuracy per row over seeds, learning curves, Fig. 4, confusion matrix, frequency gates, affinity on the skeleton
+``figures``     accuracy per row over seeds, learning curves, Fig. 4, confusion matrix, frequency gates, affinity
+                on the skeleton
 ``build``       the whole report (``build_report``)
 ``notebook``    what the notebooks display (``show_table``, ``show_report``)
 ==============  ====================================================================================================
@@ -32,7 +33,7 @@ from slnl.report.figures import (
     save_figure,
     skeleton_figure,
 )
-from slnl.report.markdown import claims_display, display_frame, table_markdown, to_markdown, write_table
+from slnl.report.markdown import claims_display, claims_summary, display_frame, table_markdown, to_markdown, write_table
 from slnl.report.notebook import show_report, show_table
 from slnl.report.results import (
     FINAL_CHECKPOINT,
@@ -48,7 +49,7 @@ from slnl.report.stats import pooled_sd, resolvable_difference, verdict, welch_i
 from slnl.report.tables import claims_table, delta_note, paper_table, seed_resolution
 
 __all__ = [
-    "accuracy_figure",
+    "accuracy_figure", "claims_summary",
     "FINAL_CHECKPOINT", "RESULT_KEYS", "TEST_LOSS", "TEST_TOP1", "TEST_TOP5",
     "affinity_figure", "attention_gates", "build_report", "claims_display", "claims_table", "collect",
     "confusion_figure", "delta_note", "display_frame", "fig4", "fig4_curves", "frequency_figure", "frequency_gates",

@@ -10,9 +10,9 @@ import pandas as pd
 from slnl import experiments as ex
 from slnl.report.figures import (accuracy_figure, confusion_figure, fig4, frequency_figure, learning_curves,
                                  skeleton_figure)
-from slnl.report.markdown import write_table
+from slnl.report.markdown import claims_summary, write_table
 from slnl.report.results import FINAL_CHECKPOINT, collect
-from slnl.utils import resolve_path
+from slnl.utils import atomic_write_text, resolve_path
 
 # Which finished run the analysis figures use: Table 1's model first (the paper's full model), then Tables 6 … 2.
 ANALYSIS_PREFERENCE = ("table1", "table6", "table5", "table4", "table3", "table2")
@@ -46,8 +46,8 @@ def build_report(results_dir: str | Path = "results", tables: str | Sequence[str
     """Everything ``report.ipynb`` shows, written under ``<results_dir>/tables`` and ``<results_dir>/figures``.
 
     Tables (``write_table``: csv, claims csv, md) for each requested table — with the paper's numbers even before any
-    run —; for each table with runs, its accuracy per row (every seed, mean and interval) and its learning curves;
-    Fig. 4; and for the best-placed finished run (``pick_run``): its confusion matrix, its frequency gates per class,
+    run —; every claim of those tables, one line each, in ``claims.md``; for each table with runs, its accuracy per
+    row (every seed, mean and interval) and its learning curves; Fig. 4; and for the best-placed finished run (``pick_run``): its confusion matrix, its frequency gates per class,
     and its non-local affinities on the skeleton. A figure that cannot be drawn (no suitable run, or a run's file is
     unreadable) is listed under ``skipped`` with the reason. Results of several (dataset, scale) combinations get one
     set of tables and figures each, suffixed ``__<dataset>-<scale>``. ``max_samples``: test samples the checkpoint
@@ -59,7 +59,8 @@ def build_report(results_dir: str | Path = "results", tables: str | Sequence[str
     df = collect(results_dir)
     combos = [tuple(c) for c in df[["dataset", "scale"]].drop_duplicates().itertuples(index=False)] if len(df) else []
     tdir, fdir = results_dir / "tables", results_dir / "figures"
-    built: dict[str, Any] = {"results_dir": str(results_dir), "tables": {}, "figures": {}, "skipped": {}}
+    built: dict[str, Any] = {"results_dir": str(results_dir), "tables": {}, "claims": {}, "figures": {},
+                             "skipped": {}}
     for combo in (combos or [(None, None)]):
         suffix = f"__{combo[0]}-{combo[1]}" if len(combos) > 1 else ""
         sub = df if combo == (None, None) else df[(df["dataset"] == combo[0]) & (df["scale"] == combo[1])]
@@ -78,6 +79,13 @@ def build_report(results_dir: str | Path = "results", tables: str | Sequence[str
                     continue
                 if fig is not None:
                     built["figures"][f"{stem}_curves"] = p
+        claims = [built["tables"][f"{name}{suffix}"]["claims"] for name in names]
+        where = "" if combo == (None, None) else f" on {combo[0]} ({combo[1]} scale)"
+        built["claims"][f"claims{suffix}"] = p = tdir / f"claims{suffix}.md"
+        atomic_write_text(p, (
+            f"# The paper's claims{where}\n\nOne line per claimed improvement and column: the paper's difference, "
+            "ours with its 95% Welch interval over seeds, the seeds (better+worse), the verdict. Details and the "
+            "resolution of the seeds: tableN.md.\n\n" + claims_summary(claims)))
         sel = sub[sub["table"].isin(names)] if len(sub) else sub
         analyses = (("confusion", confusion_figure, {}, {}),
                     ("frequency_attention", frequency_figure, {"attention": True}, {"max_samples": max_samples}),

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
 from slnl import experiments as ex
 from slnl.report.results import as_frame
-from slnl.report.tables import ORDERING_ONLY, claims_table, paper_table, seed_resolution
+from slnl.report.tables import NO_SUCH_SPLIT, ORDERING_ONLY, claims_table, paper_table, seed_resolution
 from slnl.utils import atomic_write_text, resolve_path
 
 
@@ -62,6 +62,26 @@ def claims_display(claims: pd.DataFrame) -> pd.DataFrame:
                      "seeds": seeds, "verdict": r.verdict, "ours − paper": _fmt(r.delta_vs_paper, 2, True),
                      "note": note})
     return pd.DataFrame(rows)
+
+
+def claims_summary(claims: Sequence[pd.DataFrame]) -> str:
+    """Every claim of several tables (``claims_table`` frames) as one markdown line each: the paper's difference,
+    ours with its interval and seeds, and the verdict in bold. Claims on a split the dataset does not define are
+    counted in one closing line instead of one line each."""
+    lines, untestable = [], {}
+    for frame in claims:
+        name = ex.table(frame.attrs["table"]).name.replace("table", "Table ")
+        for r in claims_display(frame).itertuples(index=False):
+            if r.verdict == NO_SUCH_SPLIT:
+                untestable.setdefault(r.note, []).append(name)
+                continue
+            ours = r[4] or "—"  # the "ours [interval]" column
+            lines.append(f"- {name} ({r.column}): {r.better} > {r.worse} — paper {r.paper or '—'}; "
+                         f"ours {ours} ({r.seeds} seeds): **{r.verdict or 'no comparison'}**"
+                         + (f" ({r.note})" if r.note else ""))
+    for note, names in untestable.items():
+        lines.append(f"- {len(names)} claim(s) of {', '.join(sorted(set(names)))}: **{NO_SUCH_SPLIT}** — {note}")
+    return "\n".join(lines) + "\n"
 
 
 def to_markdown(df: pd.DataFrame, index: bool = True) -> str:
