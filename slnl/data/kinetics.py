@@ -43,6 +43,7 @@ from .pipeline import Bounds, Item, Plan, Reject
 
 NUM_JOINTS = 18
 MAX_FRAMES = 300
+SPLITS: tuple[str, ...] = ("default",)  # one train/val split, the val set serving as test (ST-GCN's release)
 BOUNDS = Bounds(("x", "y", "score"), (-0.5, -0.5, 0.0), (1.5, 1.5, 1.5),
                 "x, y: fraction of the frame's width and height; score: OpenPose confidence")
 JOINT_NAMES = ["nose", "neck", "right shoulder", "right elbow", "right wrist", "left shoulder", "left elbow",
@@ -243,7 +244,7 @@ def plan(raw: str | os.PathLike, label_names: str | os.PathLike | None = None, m
     return Plan(
         format="kinetics", dataset="kinetics", items=items, skipped=skipped,
         loader=functools.partial(read_clip, max_frames=max_frames), shape=(3, NUM_JOINTS, 2),
-        class_names=class_names, splits=("default",), max_frames=max_frames, bounds=BOUNDS,
+        class_names=class_names, splits=SPLITS, max_frames=max_frames, bounds=BOUNDS,
         options={"dataset": "kinetics", "raw": str(raw.resolve()), "label_names": str(label_names) if label_names
                  else None, "max_frames": max_frames, "persons": "top-2 by summed joint score per frame",
                  "empty_frames": "kept as zeros"},

@@ -70,15 +70,15 @@ def claims_summary(claims: Sequence[pd.DataFrame]) -> str:
     counted in one closing line instead of one line each."""
     lines, untestable = [], {}
     for frame in claims:
-        name = ex.table(frame.attrs["table"]).name.replace("table", "Table ")
-        for r in claims_display(frame).itertuples(index=False):
-            if r.verdict == NO_SUCH_SPLIT:
-                untestable.setdefault(r.note, []).append(name)
+        name = f"Table {ex.table(frame.attrs['table']).number}"
+        ours_col = f"ours [{100 * frame.attrs.get('level', 0.95):g}% interval]"  # claims_display's column
+        for r in claims_display(frame).to_dict("records"):
+            if r["verdict"] == NO_SUCH_SPLIT:
+                untestable.setdefault(r["note"], []).append(name)
                 continue
-            ours = r[4] or "—"  # the "ours [interval]" column
-            lines.append(f"- {name} ({r.column}): {r.better} > {r.worse} — paper {r.paper or '—'}; "
-                         f"ours {ours} ({r.seeds} seeds): **{r.verdict or 'no comparison'}**"
-                         + (f" ({r.note})" if r.note else ""))
+            lines.append(f"- {name} ({r['column']}): {r['better']} > {r['worse']} — paper {r['paper'] or '—'}; "
+                         f"ours {r[ours_col] or '—'} ({r['seeds']} seeds): **{r['verdict'] or 'no comparison'}**"
+                         + (f" ({r['note']})" if r["note"] else ""))
     for note, names in untestable.items():
         lines.append(f"- {len(names)} claim(s) of {', '.join(sorted(set(names)))}: **{NO_SUCH_SPLIT}** — {note}")
     return "\n".join(lines) + "\n"

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from slnl import experiments as ex
-from slnl.data import msr3d, ntu
+from slnl.data import kinetics, msr3d, ntu
 from slnl.data.store import canonical_split
 from slnl.report.results import column_values, row_values, table_runs
 from slnl.report.stats import pooled_sd, resolvable_difference, seeds_label, verdict, welch_interval
@@ -38,7 +38,7 @@ CLAIM_COLUMNS = ["better", "worse", "column", "paper_diff", "ours_diff", "low", 
 NOT_RUN = "not run"
 NO_SUCH_SPLIT = "no such split"  # a claim on a split the dataset does not define (CV on MSR Action3D): untestable
 # The splits of the datasets whose protocol is fixed by their format (user .npz, CTR-GCN and PYSKL stores vary).
-DATASET_SPLITS: dict[str, tuple[str, ...]] = {**ntu.SPLITS, "msr3d": msr3d.SPLITS, "kinetics": ("default",)}
+DATASET_SPLITS: dict[str, tuple[str, ...]] = {**ntu.SPLITS, "msr3d": msr3d.SPLITS, "kinetics": kinetics.SPLITS}
 ORDERING_ONLY = "ordering only"  # the note of a claim tested on data other than the paper's
 
 
@@ -138,7 +138,7 @@ def claims_table(table: str | int | ex.Table, results: str | Path | pd.DataFrame
                                f"{', '.join(ex.split_label(s) for s in DATASET_SPLITS[ds])})")
             elif published and note:
                 rec.update(note=f"{worse.label} is a published number on {tbl.paper_dataset}; our runs are on "
-                                f"{', '.join(sorted(set(runs['dataset'].dropna()))) or 'an unnamed dataset'}: "
+                                f"{', '.join(sorted(datasets)) or 'an unnamed dataset'}: "
                                 "no comparison")
             else:
                 w = welch_interval(a, b, level)
