@@ -21,6 +21,9 @@ from __future__ import annotations
 
 import ast
 import difflib
+import json
+import os
+from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 
@@ -42,6 +45,25 @@ def parameter_names(source: str) -> list[str]:
             if isinstance(t, ast.Name) and t.id not in names:
                 names.append(t.id)
     return names
+
+
+def notebook_parameters(path: str | os.PathLike) -> list[str]:
+    """The parameters a notebook file declares: the names its cell tagged ``parameters`` (papermill's tag) assigns.
+
+    Read as JSON, nothing executed. ``ValueError`` (one line naming the file) for a file that is not a notebook or
+    has no parameters cell. Whoever passes parameters to a notebook (``slnl sweep``) checks them against this, so
+    the notebook is the one place its parameters are named.
+    """
+    path = Path(path)
+    try:
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not a readable Jupyter notebook ({type(e).__name__}: {e})") from None
+    for cell in cells:
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            source = cell.get("source", "")
+            return parameter_names("".join(source) if isinstance(source, list) else source)
+    raise ValueError(f"{path}: no cell tagged 'parameters'; expected papermill's parameters cell")
 
 
 def unknown_names(namespace: Iterable[str], before: Iterable[str], known: Iterable[str]) -> list[str]:

@@ -52,10 +52,9 @@ from jupyter_client.kernelspec import KernelSpecManager
 from slnl import experiments as ex
 from slnl import study
 from slnl.data.store import DATASETS, fingerprint
+from slnl.notebook_params import notebook_parameters
 from slnl.utils import atomic_write_json, home, resolve_path
 
-TABLE_PARAMS = ("rows", "dataset", "data_root", "split", "scale", "epochs", "batch_size", "seeds", "device",
-                "results_dir", "max_steps_per_epoch", "overwrite", "M1", "affinity")
 DEFAULT_KERNEL = "python3"  # ipykernel's own: papermill's default, and the notebooks' kernelspec
 # Table order of `slnl reproduce`: a table comes after the one whose rows it shares (Table 4 CE = Table 3 CS-T,
 # Table 5 none = Table 4 SMFL, Table 6 Local = Table 5 rFA, Table 1/2's model = Table 6's adopted rows).
@@ -196,11 +195,19 @@ def slots(gpus: Sequence[str] = (), jobs: int = 1) -> list[Slot]:
     return [Slot("CPU", dict(one)) for _ in range(jobs)]
 
 
-def _table_params(params: dict[str, Any]) -> dict[str, Any]:
-    """The table notebooks' parameters, checked by name; paths made absolute (``slnl.utils.resolve_path``)."""
-    unknown = sorted(set(params) - set(TABLE_PARAMS))
+def _table_params(params: dict[str, Any], notebooks: Sequence[Path]) -> dict[str, Any]:
+    """Parameters for the table ``notebooks``, checked by name against what every one of them declares (its
+    parameters cell: ``slnl.notebook_params.notebook_parameters``); paths made absolute (``resolve_path``)."""
+    try:
+        declared = [notebook_parameters(nb) for nb in notebooks]
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    known = [k for k in declared[0] if all(k in d for d in declared[1:])]
+    unknown = sorted(set(params) - set(known))
     if unknown:
-        raise UsageError(f"unknown notebook parameter(s) {unknown}; table notebooks take {list(TABLE_PARAMS)}")
+        which = notebooks[0].name if len(notebooks) == 1 else "the table notebooks"
+        raise UsageError(f"unknown notebook parameter(s) {unknown}; {which} take{'s' if len(notebooks) == 1 else ''} "
+                         f"{known}")
     params = dict(params)
     params["results_dir"] = str(resolve_path(params.get("results_dir") or "results"))
     root = resolve_path(params.get("data_root"))
@@ -310,12 +317,12 @@ def plan_sweep(table_name: str, params: dict[str, Any], rows: str | None = None,
                log: Log = print) -> Plan:
     """Check everything ``sweep`` needs and list its tasks; writes nothing (bar the built-in synthetic store)."""
     tbl = ex.table(table_name)
-    params = _table_params(params)
+    nb_dir = notebooks_dir([f"{tbl.name}.ipynb"], notebooks)
+    params = _table_params(params, [nb_dir / f"{tbl.name}.ipynb"])
     selected = ex.rows(tbl, rows, m1=params.pop("M1", None), affinity=params.pop("affinity", None))
     if not selected:
         raise UsageError(f"{tbl.name}: no runnable row selected by --rows {rows!r}")
     where = slots(gpus, jobs)
-    nb_dir = notebooks_dir([f"{tbl.name}.ipynb"], notebooks)
     kern = kernel_name(kernel)
     tasks = row_tasks([(tbl, selected)], params, nb_dir, log)
     return Plan(tasks, [], [], where, kern, Path(params["results_dir"]), [tbl.name])
@@ -357,11 +364,11 @@ def plan_reproduce(dataset: str = "synthetic", data_root: str | None = None, sca
     names = [t for t in ORDER if t in names]
     if split is None and scale == "cpu":
         split = "CS"  # the 30-minute budget of `make reproduce` on 2 cores: one split at the cpu scale
+    nb_dir = notebooks_dir([f"{t}.ipynb" for t in names] + ["fig4.ipynb", "report.ipynb"], notebooks)
     params = _table_params({"dataset": dataset, "data_root": data_root, "split": split, "scale": scale,
                             "epochs": epochs, "seeds": seeds, "device": device, "results_dir": results_dir,
-                            "max_steps_per_epoch": max_steps_per_epoch})
+                            "max_steps_per_epoch": max_steps_per_epoch}, [nb_dir / f"{t}.ipynb" for t in names])
     where = slots(gpus, jobs)
-    nb_dir = notebooks_dir([f"{t}.ipynb" for t in names] + ["fig4.ipynb", "report.ipynb"], notebooks)
     kern = kernel_name(kernel)
     store = study.resolve_store(dataset, params["data_root"])
     if params["data_root"] is None and dataset == "synthetic":

@@ -105,6 +105,26 @@ def test_parameter_check_rules():
                               "nothing was run. Its parameters are: a, b, seeds")
 
 
+def test_notebook_parameters_are_read_from_the_file(tmp_path):
+    """notebook_parameters returns the names of the cell tagged `parameters` (the notebook is the one place they are
+    named: `slnl sweep` checks against it), reads JSON without executing anything, and names the file it refuses."""
+    from slnl.notebook_params import notebook_parameters
+
+    for name in NOTEBOOKS:
+        nb = nbformat.read(NB / name, as_version=4)
+        tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])][0]
+        assert notebook_parameters(NB / name) == parameter_names(tagged.source)
+    assert {"M1", "affinity"} <= set(notebook_parameters(NB / "table6.ipynb"))
+    assert not {"M1", "affinity"} & set(notebook_parameters(NB / "table4.ipynb"))
+    untagged = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("seeds = 1")])
+    nbformat.write(untagged, tmp_path / "u.ipynb")
+    (tmp_path / "x.ipynb").write_text("seeds = 1\n")
+    for f, why in (("u.ipynb", "no cell tagged 'parameters'"), ("x.ipynb", "not a readable Jupyter notebook"),
+                   ("missing.ipynb", "not a readable Jupyter notebook")):
+        with pytest.raises(ValueError, match=f"^{re.escape(str(tmp_path / f))}: {why}"):
+            notebook_parameters(tmp_path / f)
+
+
 def _tree(root) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*")} if root.is_dir() else set()
 

@@ -74,6 +74,9 @@ def test_bad_input_is_checked_once_before_anything_runs(tmp_path, monkeypatch, c
         (["sweep", "table3", "--rows", "cst", *nbs], "table3: no row 'cst'; rows are pos-n, vel-n"),
         (["sweep", "table6", "-p", "M1", "7", *nbs], "table6: no runnable row with affinity='SLnL', M1=7"),
         (["sweep", "table4", "-p", "m1", "3", *nbs], "unknown notebook parameter(s) ['m1']"),
+        # M1 is table6.ipynb's parameter: the table's own notebook says what it takes
+        (["sweep", "table4", "-p", "M1", "3", *nbs], "unknown notebook parameter(s) ['M1']; table4.ipynb takes "
+                                                     "['rows', 'dataset',"),
         (["sweep", "table4", "-p", "scale", "huge", *nbs], "unknown scale 'huge'; expected one of cpu, small, paper"),
         (["sweep", "table4", "--jobs", "0", *nbs], "--jobs: expected a number of processes >= 1, got 0"),
     ]
