@@ -210,6 +210,26 @@ def test_mixed_datasets_must_be_chosen(tmp_path):
     assert frame.loc["CS-T", ("CS", "diff")] == pytest.approx(60.0 - 85.5)
 
 
+@pytest.mark.parametrize("field, a, b", [("store_fingerprint", "4acb3d02", "d1d8b5c3"), ("epochs", 60, 100),
+                                          ("batch_size", 8, 16), ("max_steps_per_epoch", 1, 2)])
+def test_runs_not_trained_alike_are_refused(tmp_path, field, a, b):
+    """One table's rows are compared only when they saw the same data and schedule: two stores under one dataset
+    name, or a row re-run with other epochs into the same results_dir, is one line naming both files. A file that
+    does not record the field (older results) is not held against the others."""
+    paths = [_write(tmp_path, "table3", row, "CS", 0, 0.5) for row in ("cs-t", "posvel-n", "pos-n")]
+    for p, v in zip(paths, (a, b, None)):
+        rec = json.loads(p.read_text())
+        rec[field] = v
+        p.write_text(json.dumps(rec))
+    with pytest.raises(ValueError) as err:
+        rp.paper_table("table3", tmp_path)
+    msg = str(err.value)
+    assert msg.startswith(f"table3: its runs were not trained alike: {field} ") and "\n" not in msg
+    assert f"{field} {a!r} in {paths[0]} but {b!r} in {paths[1]};" in msg
+    paths[1].unlink()  # the same value, or no value at all: the table is built
+    assert rp.paper_table("table3", tmp_path).loc["CS-T", ("CS", "ours")] == pytest.approx(50.0)
+
+
 def test_result_without_dataset_gets_no_delta(tmp_path):
     p = _write(tmp_path, "table3", "cs-t", "CS", 0, 0.5)
     rec = json.loads(p.read_text())

@@ -21,6 +21,9 @@ from slnl.engine.metrics import TEST_LOSS, TEST_TOP1, TEST_TOP5, TRAIN_LOSS_HEAD
 from slnl.utils import resolve_path
 
 RESULT_KEYS = ("table", "row", "split", "seed", "top1", "top5")
+# What every run of one table must share for its rows to be compared: the data (the store's content fingerprint) and
+# the schedule. A result file that does not record one of them (None) is not held against the others.
+TRAINED_ALIKE = ("store_fingerprint", "epochs", "batch_size", "max_steps_per_epoch")
 METRIC_COLUMNS = ("epoch", TEST_TOP1, TRAIN_LOSS_HEAD["c"])  # what the learning curves need
 
 
@@ -71,7 +74,9 @@ def as_frame(results: str | Path | pd.DataFrame) -> pd.DataFrame:
 def table_runs(table: str | int | ex.Table, results: str | Path | pd.DataFrame = "results", dataset: str | None = None,
                scale: str | None = None) -> tuple[ex.Table, pd.DataFrame]:
     """``(table, its runs)``: the runs of ``table`` in ``results`` (a results folder or a collected DataFrame),
-    restricted to ``dataset``/``scale``; refuses to mix several combinations."""
+    restricted to ``dataset``/``scale``; refuses to mix several combinations, and runs that were not trained alike
+    (``TRAINED_ALIKE``: another store under the same dataset name, another number of epochs, ...), naming two files
+    that differ."""
     tbl = ex.table(table)
     df = as_frame(results)
     d = df[df["table"] == tbl.name]
@@ -85,6 +90,18 @@ def table_runs(table: str | int | ex.Table, results: str | Path | pd.DataFrame =
             f"{tbl.name}: results from several (dataset, scale) combinations "
             f"{[tuple(r) for r in combos.itertuples(index=False)]}; pass dataset= and scale= to pick one "
             "(or keep each combination in its own results_dir)")
+    for col in TRAINED_ALIKE:
+        if col not in d:
+            continue
+        known = d[d[col].notna()]
+        first = known.drop_duplicates(col)
+        if len(first) > 1:
+            a, b = first.iloc[0], first.iloc[1]
+            va, vb = (int(v) if isinstance(v, float) and v.is_integer() else v for v in (a[col], b[col]))
+            raise ValueError(
+                f"{tbl.name}: its runs were not trained alike: {col} {va!r} in {a['path']} but {vb!r} in "
+                f"{b['path']}; a table compares rows trained on the same data with the same schedule (keep each in "
+                "its own results_dir)")
     return tbl, d
 
 
