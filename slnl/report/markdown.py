@@ -48,12 +48,15 @@ def claims_display(claims: pd.DataFrame) -> pd.DataFrame:
     published constant)."""
     level = claims.attrs.get("level", 0.95)
     tbl = ex.table(claims.attrs["table"]) if "table" in claims.attrs else None
+    # A worse side that is not one of the table's runnable rows is a published number (the paper's, or one on the
+    # dataset itself: slnl.report.tables.DATASET_PUBLISHED).
+    ours_rows = {x for row in tbl.rows if row.runnable for x in (row.slug, row.label)} if tbl is not None else set()
     rows = []
     for r in claims.itertuples(index=False):
         ours = _fmt(r.ours_diff, 2, sign=True)
         if ours and not math.isnan(r.low):
             ours += f" [{r.low:+.2f}, {r.high:+.2f}]"
-        published = tbl is not None and not tbl.row(r.worse).runnable
+        published = tbl is not None and r.worse not in ours_rows
         seeds = f"{r.n_better}" if published else f"{r.n_better}+{r.n_worse}"
         # The data-level reason is printed once above the table (delta_note), not on every line.
         note = "" if r.note.startswith(ORDERING_ONLY) else r.note

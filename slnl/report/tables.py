@@ -39,6 +39,9 @@ NOT_RUN = "not run"
 NO_SUCH_SPLIT = "no such split"  # a claim on a split the dataset does not define (CV on MSR Action3D): untestable
 # The splits of the datasets whose protocol is fixed by their format (user .npz, CTR-GCN and PYSKL stores vary).
 DATASET_SPLITS: dict[str, tuple[str, ...]] = {**ntu.SPLITS, "msr3d": msr3d.SPLITS, "kinetics": kinetics.SPLITS}
+# Published results on a dataset other than the paper's, per split (``msr3d.PUBLISHED``): where the paper's claims
+# against published numbers (Table 1) are on another dataset, our final model is compared with these instead.
+DATASET_PUBLISHED: dict[str, dict[str, dict[str, float]]] = {"msr3d": msr3d.PUBLISHED}
 ORDERING_ONLY = "ordering only"  # the note of a claim tested on data other than the paper's
 
 
@@ -112,7 +115,9 @@ def claims_table(table: str | int | ex.Table, results: str | Path | pd.DataFrame
     ``note`` (why a field is blank) and ``claim`` (the paper's sentence).
 
     On data other than the paper's, a claim against a published number (Tables 1–2) has no ours_diff and no verdict:
-    the published number is on another dataset. ``attrs['delta_note']`` says why delta_vs_paper is blank.
+    the published number is on another dataset. ``attrs['delta_note']`` says why delta_vs_paper is blank. Where that
+    dataset has published results of its own (``DATASET_PUBLISHED``, e.g. MSR Action3D), the same claim — our final
+    model ahead of published methods — is tested against each of them, one row per result (no paper_diff).
     """
     tbl, runs = table_runs(table, results, dataset, scale)
     values = column_values(tbl, runs)
@@ -149,9 +154,38 @@ def claims_table(table: str | int | ex.Table, results: str | Path | pd.DataFrame
                 else:
                     rec["delta_vs_paper"] = w["diff"] - paper_diff
             out.append(rec)
+    out += _against_dataset_published(tbl, values, ds, level) if note else []
     frame = pd.DataFrame(out, columns=CLAIM_COLUMNS)
     frame.attrs.update(table=tbl.name, level=level, delta_note=note)
     return frame
+
+
+def _against_dataset_published(tbl: ex.Table, values: dict[str, pd.DataFrame], ds: str | None,
+                               level: float) -> list[dict[str, Any]]:
+    """Claim rows of ``tbl``'s model against the published results on ``ds`` itself (``DATASET_PUBLISHED``), for a
+    table whose claims are all against published numbers (Table 1) and whose columns are splits."""
+    published = DATASET_PUBLISHED.get(ds or "", {})
+    if not (published and tbl.metric_by_split and tbl.claims
+            and all(not tbl.row(c.worse).runnable for c in tbl.claims)):
+        return []
+    ours = tbl.row(tbl.claims[0].better)
+    out = []
+    for split, refs in published.items():
+        col = ex.split_label(split)
+        a = row_values(values, col, ours.slug)
+        for label, ref in refs.items():
+            rec = {k: math.nan for k in CLAIM_COLUMNS}
+            rec.update(better=ours.label, worse=label, column=col, n_better=len(a), n_worse=0,
+                       note=f"{label} is a published number on {ds}", verdict="",
+                       claim=f"the paper's model ahead of published methods, against a published result on {ds}")
+            if not a:
+                rec.update(verdict=NOT_RUN, note=f"no result for {ours.label} on {col}")
+            else:
+                w = welch_interval(a, ref, level)
+                rec.update(ours_diff=w["diff"], low=w["low"], high=w["high"], resolvable=w["half"],
+                           verdict=verdict(w, seeds_label(len(a), None)))
+            out.append(rec)
+    return out
 
 
 def seed_resolution(table: str | int | ex.Table, results: str | Path | pd.DataFrame = "results", *,
