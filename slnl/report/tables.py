@@ -45,6 +45,11 @@ DATASET_PUBLISHED: dict[str, dict[str, dict[str, float]]] = {"msr3d": msr3d.PUBL
 ORDERING_ONLY = "ordering only"  # the note of a claim tested on data other than the paper's
 
 
+def against_published(tbl: ex.Table) -> bool:
+    """Whether every claim of ``tbl`` is against a published number, not one of our rows (Tables 1–2)."""
+    return bool(tbl.claims) and all(not tbl.row(c.worse).runnable for c in tbl.claims)
+
+
 def delta_note(tbl: ex.Table, runs: pd.DataFrame) -> str:
     """Empty when our runs are on the dataset of the paper's numbers (so ours − paper means something); otherwise
     the reason it is left blank. No runs: empty (there is nothing to compare)."""
@@ -56,7 +61,7 @@ def delta_note(tbl: ex.Table, runs: pd.DataFrame) -> str:
     ds = sorted(set(runs["dataset"]))
     if not any(ex.stand_in_note(tbl, d) for d in ds):
         return ""
-    if all(not tbl.row(c.worse).runnable for c in tbl.claims):
+    if against_published(tbl):
         claims = "The paper's claims here are against published numbers on its dataset: they are not tested."
     else:
         claims = "The paper's claims are tested below as orderings between our own rows."
@@ -165,8 +170,7 @@ def _against_dataset_published(tbl: ex.Table, values: dict[str, pd.DataFrame], d
     """Claim rows of ``tbl``'s model against the published results on ``ds`` itself (``DATASET_PUBLISHED``), for a
     table whose claims are all against published numbers (Table 1) and whose columns are splits."""
     published = DATASET_PUBLISHED.get(ds or "", {})
-    if not (published and tbl.metric_by_split and tbl.claims
-            and all(not tbl.row(c.worse).runnable for c in tbl.claims)):
+    if not (published and tbl.metric_by_split and against_published(tbl)):
         return []
     ours = tbl.row(tbl.claims[0].better)
     out = []
@@ -199,7 +203,7 @@ def seed_resolution(table: str | int | ex.Table, results: str | Path | pd.DataFr
     A claim whose size is below it cannot be checked at this number of seeds."""
     tbl, runs = table_runs(table, results, dataset, scale)
     values = column_values(tbl, runs)
-    published = bool(tbl.claims) and all(not tbl.row(c.worse).runnable for c in tbl.claims)
+    published = against_published(tbl)
     recs = []
     for col in values:
         groups = [g for g in (row_values(values, col, r.slug) for r in tbl.rows if r.runnable) if g]
