@@ -230,6 +230,9 @@ def row_config(tbl: str | int | ex.Table, row: str | ex.Row, split: str, seed: i
         "split": ex.store_split(split),
         "epochs": int(epochs if epochs is not None else sc.epochs[family]),
         "seed": int(seed),
+        # named, not left to the default, so that a result file says how its BN statistics were estimated and one
+        # written before they were recomputed (no bn_stats) is never taken for a run of this configuration
+        "bn_stats": engine.TrainConfig.bn_stats,
         "device": device,
         "out": str(run_dir(resolve_path(results_dir), t, r, split, seed)),
         "overwrite": bool(overwrite),
@@ -388,7 +391,7 @@ def _run_one(t: ex.Table, r: ex.Row, s: str, seed: int, cfg: dict[str, Any], res
             "dataset": dataset, "data_root": portable(store), "store_fingerprint": store_fp, "scale": scale_name,
             "epochs": cfg["epochs"],
             "batch_size": cfg.get("batch_size"), "max_steps_per_epoch": max_steps_per_epoch,
-            "preset": cfg["preset"], "note": note, "fit_config": cfg,
+            "bn_stats": cfg["bn_stats"], "preset": cfg["preset"], "note": note, "fit_config": cfg,
         }
         if twin is not None:
             check_result_store(twin, twin["_path"], store, store_fp)

@@ -43,6 +43,7 @@ def test_every_row_is_complete_and_points_at_a_module():
     ("two streams", ["own transform network", "own frequency attention"]),
     ("transformer initialisation", ["C_1 = I", "W_s"]),
     ("PA-LSTM", ["70.3", "62.9"]),
+    ("BN statistics", ["population mean and variance", "dropout off", "--bn-stats running"]),
     ("adopted", ["m = 0.4, M1 = 5 on CS", "m = 0.6, M1 = 3 on CV", "slnl train"]),
 ])
 def test_the_departures_and_readings_are_listed(choice, ours):

@@ -230,6 +230,23 @@ def test_runs_not_trained_alike_are_refused(tmp_path, field, a, b):
     assert rp.paper_table("table3", tmp_path).loc["CS-T", ("CS", "ours")] == pytest.approx(50.0)
 
 
+def test_runs_with_bn_statistics_estimated_otherwise_are_refused(tmp_path):
+    """A result file without bn_stats was written before evaluation recomputed BN statistics: it is a "running" run,
+    never compared with a "recompute" one."""
+    paths = [_write(tmp_path, "table3", row, "CS", 0, 0.5) for row in ("cs-t", "posvel-n")]
+    for p, v in zip(paths, ("recompute", None)):
+        rec = json.loads(p.read_text())
+        rec.pop("bn_stats", None)
+        if v:
+            rec["bn_stats"] = v
+        p.write_text(json.dumps(rec))
+    with pytest.raises(ValueError, match="not trained alike: bn_stats 'recompute' in .* but 'running' in "):
+        rp.paper_table("table3", tmp_path)
+    rec = json.loads(paths[1].read_text())
+    paths[1].write_text(json.dumps({**rec, "bn_stats": "recompute"}))
+    assert rp.paper_table("table3", tmp_path).loc["CS-T", ("CS", "ours")] == pytest.approx(50.0)
+
+
 def test_final_model_is_tested_against_published_results_on_its_own_dataset(tmp_path):
     """On MSR Action3D, Table 1's claim (our model ahead of published methods) cannot use the paper's NTU numbers;
     it is tested against the published results on MSR Action3D itself: mean − published with the one-sample t

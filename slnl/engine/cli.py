@@ -33,6 +33,7 @@ import yaml
 from slnl import experiments as ex
 from slnl.data.store import canonical_split
 from slnl.engine.config import (
+    BN_STATS,
     COMPILE_MODES,
     DATA_MODES,
     LOSS_NAMES,
@@ -121,6 +122,9 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-progress", dest="progress", action="store_false")
     g.add_argument("--deterministic", action="store_true")
     g.add_argument("--sync-bn", dest="sync_bn", action="store_true")
+    g.add_argument("--bn-stats", dest="bn_stats", choices=BN_STATS,
+                   help="BN statistics for evaluation: recomputed from the training clips with dropout off "
+                        "(default; slnl.engine.bnstats), or training's running averages")
     g.add_argument("--tensorboard", action="store_true",
                    help="TensorBoard scalars per epoch in <out>/tensorboard/ (pip install 'slnl[tensorboard]')")
     return p

@@ -58,6 +58,7 @@ FAMILY: dict[str, str] = {"ntu": "ntu", "kinetics": "kinetics", "cpu": "ntu", "s
 LOSS_NAMES = LOSSES  # slnl.losses: CE | FL | SMCE | SMFL
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DATA_MODES = ("auto", "cpu", "gpu")
+BN_STATS = ("recompute", "running")  # slnl.engine.bnstats
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs")
 
 # Fields that define *what* is trained. Resuming with a different value of one of these is an error; the other
@@ -65,7 +66,7 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs")
 # longer); it is checked separately.
 IDENTITY_FIELDS = (
     "preset", "model", "loss", "gamma", "m", "data", "split", "batch_size", "lr", "weight_decay", "lr_decay", "seed",
-    "precision", "deterministic", "accum_steps", "max_steps_per_epoch", "sync_bn",
+    "precision", "deterministic", "accum_steps", "max_steps_per_epoch", "sync_bn", "bn_stats",
 )
 
 
@@ -104,6 +105,9 @@ class TrainConfig:
     deterministic: bool = False  # deterministic kernels (torch.use_deterministic_algorithms); CPU runs are anyway
     accum_steps: int = 1  # micro-batches per process per optimiser step (gradient accumulation)
     sync_bn: bool = False  # SyncBatchNorm across processes (CUDA only); default: BN statistics per device
+    # BN statistics evaluation uses: "recompute" them before each evaluation from the training clips with dropout off
+    # (slnl.engine.bnstats: why), or keep PyTorch's "running" averages of training.
+    bn_stats: str = "recompute"
     eval_batch_size: int | None = None  # None = batch_size
     tensorboard: bool = False  # TensorBoard scalars in <out>/tensorboard/ (needs: pip install 'slnl[tensorboard]')
     # Content fingerprint of the store trained on (slnl.data.store.fingerprint); None = fit() records the store's.
@@ -163,6 +167,8 @@ class TrainConfig:
         if self.sync_every > 1 and self.precision == "fp16":
             raise ValueError("sync_every > 1 is not supported with precision='fp16' (the loss scaler decides per "
                              "step on the host); use bf16 or fp32, or sync_every=1")
+        if self.bn_stats not in BN_STATS:
+            raise ValueError(f"bn_stats: expected one of {BN_STATS}, got {self.bn_stats!r}")
         if self.data_mode not in DATA_MODES:
             raise ValueError(f"data_mode: expected one of {DATA_MODES}, got {self.data_mode!r}")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):

@@ -4,7 +4,8 @@
 to do with the run directory (``rundir.prepare``), build what the config trains (``step.build``), restore
 ``last.pt`` when resuming (or create the fresh directory: ``rundir.start_fresh``), then per epoch: the epoch's
 batches (``epoch_order``, this process's share of each global batch), one ``TrainStep`` per batch, checkpoints every
-``checkpoint_every_steps`` and at the end of the epoch, the learning-rate decay, the test evaluation,
+``checkpoint_every_steps`` and at the end of the epoch, the learning-rate decay, the test evaluation (after the BN
+statistics are recomputed, ``bnstats``, unless ``bn_stats="running"``),
 ``metrics.jsonl``, the epoch's log line and TensorBoard scalars (``progress``); finally ``result.json``. Around the
 steps: stop signals (a checkpoint, then ``TrainingInterrupted``), non-finite losses (``NonFiniteLossError``, the
 last good checkpoint kept) and, for tests, injected faults (``signals.Fault``).
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 
 from slnl.data.sampling import epoch_order
+from slnl.engine import bnstats
 from slnl.engine import checkpoint as ckpt
 from slnl.engine import distributed as D
 from slnl.engine.config import TrainConfig, _plain, save_config
@@ -144,6 +146,8 @@ class Trainer:
         test, eval_time = None, 0.0
         if (self.epoch + 1) % cfg.eval_every == 0 or self.epoch + 1 == cfg.epochs:
             t = time.perf_counter()
+            if cfg.bn_stats == "recompute":
+                self._recompute_bn()
             D.broadcast_buffers(self.t.model, info)  # every process evaluates rank 0's BN statistics
             acc = run_eval(self.t.eval_net, self.test_fetch, len(self.test_ds), cfg.eval_batch_size, self.device,
                            self.t.precision, self.t.loss_fn, self.test_ds.num_classes, info, self.t.mark_step)
@@ -171,6 +175,17 @@ class Trainer:
             log.info(epoch_line(entry, cfg.epochs, *self.clock.epoch_done(entry["epoch"], steps_run)))
         if self.stop.signum:
             self._interrupt(None)
+
+    def _recompute_bn(self) -> None:
+        """BN statistics of the training clips' central crops, dropout off (``bnstats``: why): the same clips at every
+        evaluation, so the curve's points differ only by the weights."""
+        self.train_ds.train = False  # both fetchers crop by the dataset's flag: evaluation's central crop
+        try:
+            bnstats.recompute(self.t.model, self.train_fetch, bnstats.stats_positions(len(self.train_ds),
+                              self.info.world_size), self.cfg.eval_batch_size, self.device, self.t.precision,
+                              self.info, self.t.mark_step)
+        finally:
+            self.train_ds.train = True
 
     # ------------------------------------------------------------------------------------------------ stops
     def _progress(self, total: int, initial: int):

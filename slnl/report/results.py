@@ -21,9 +21,10 @@ from slnl.engine.metrics import TEST_LOSS, TEST_TOP1, TEST_TOP5, TRAIN_LOSS_HEAD
 from slnl.utils import resolve_path
 
 RESULT_KEYS = ("table", "row", "split", "seed", "top1", "top5")
-# What every run of one table must share for its rows to be compared: the data (the store's content fingerprint) and
-# the schedule. A result file that does not record one of them (None) is not held against the others.
-TRAINED_ALIKE = ("store_fingerprint", "epochs", "batch_size", "max_steps_per_epoch")
+# What every run of one table must share for its rows to be compared: the data (the store's content fingerprint),
+# the schedule and how evaluation's BN statistics were estimated. A result file that does not record one of the first
+# four (None) is not held against the others; one without bn_stats predates their recomputation: "running".
+TRAINED_ALIKE = ("store_fingerprint", "epochs", "batch_size", "max_steps_per_epoch", "bn_stats")
 METRIC_COLUMNS = ("epoch", TEST_TOP1, TRAIN_LOSS_HEAD["c"])  # what the learning curves need
 
 
@@ -52,7 +53,7 @@ def collect(results_dir: str | Path = "results") -> pd.DataFrame:
     results_dir = resolve_path(results_dir)
     recs = [read_result(p) for p in sorted(results_dir.glob("table*/*__*__seed*.json"))]
     cols = ["table", "row", "split", "seed", "top1", "top5", "dataset", "scale", "epochs", "store_fingerprint",
-            "run_dir", "path", "run_path"]
+            "bn_stats", "run_dir", "path", "run_path"]
     if not recs:
         return pd.DataFrame(columns=cols)
     df = pd.DataFrame.from_records(recs)
@@ -61,6 +62,7 @@ def collect(results_dir: str | Path = "results") -> pd.DataFrame:
             df[c] = None
     # run_dir is stored relative to the repository when inside it; run_path is where it is on this machine.
     df["run_path"] = [str(resolve_path(r)) if isinstance(r, str) and r else None for r in df["run_dir"]]
+    df["bn_stats"] = df["bn_stats"].fillna("running")  # written before BN statistics were recomputed
     df["top1"] = 100.0 * df["top1"].astype(float)
     df["top5"] = 100.0 * df["top5"].astype(float)
     return df
