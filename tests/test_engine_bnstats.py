@@ -36,7 +36,8 @@ class Toy(nn.Module):
 
 def _data(n: int = 37) -> torch.Tensor:
     g = torch.Generator().manual_seed(0)
-    return torch.randn(n, 3, 10, generator=g) * torch.tensor([1.0, 5.0, 0.1])[:, None] + torch.tensor([2.0, -3.0, 0.5])[:, None]
+    scale, shift = torch.tensor([1.0, 5.0, 0.1])[:, None], torch.tensor([2.0, -3.0, 0.5])[:, None]
+    return torch.randn(n, 3, 10, generator=g) * scale + shift
 
 
 def _fetch(x):

@@ -19,10 +19,10 @@ with input ``x`` (channels on dim 1) and ``n`` elements per channel over the who
 (the population variance: what train-mode BN would divide by were the pass one batch). Sums are float64 and, under
 several processes, summed over all of them, so every process ends with the same statistics. The clips are
 ``stats_positions``: at most ``STATS_CLIPS`` of the training subset, evenly spaced in store order (no random draw,
-so the pass consumes no random numbers and a resumed run stays bit-identical). The cost is one forward pass of those clips per evaluation:
-on NTU RGB+D (40 091 training clips, evaluated every epoch) about a tenth of an epoch's clips, forward only. Weights are untouched; only the BN
-buffers change. The paper does not say how BN statistics are estimated; this is PySlowFast's "precise BN" with
-dropout switched off, the remedy for the shift.
+so the pass consumes no random numbers and a resumed run stays bit-identical). The cost is one forward pass of those
+clips per evaluation: on NTU RGB+D (40 091 training clips, evaluated every epoch) about a tenth of an epoch's clips,
+forward only. Weights are untouched; only the BN buffers change. The paper does not say how BN statistics are
+estimated; this is PySlowFast's "precise BN" with dropout switched off, the remedy for the shift.
 """
 from __future__ import annotations
 
