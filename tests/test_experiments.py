@@ -285,6 +285,9 @@ def test_small_scale_keeps_the_paper_optimiser_and_its_overall_decay():
     assert TrainConfig(preset="small").resolve().eval_every == small["eval_every"] > 1
     assert TrainConfig(preset="ntu").resolve().eval_every == 1
     assert TrainConfig(preset="small", eval_every=2).resolve().eval_every == 2  # an explicit value wins
+    # the protocol's evaluation batch (also the BN statistics pass's) reaches the config; elsewhere it is the batch
+    assert TrainConfig(preset="small").resolve().eval_batch_size == small["eval_batch_size"] != small["batch_size"]
+    assert TrainConfig(preset="cpu").resolve().eval_batch_size == PROTOCOL["cpu"]["batch_size"]
     assert PRESETS["small"].T == 16 and PRESETS["small"].channels == PRESETS["cpu"].channels
     assert set(PRESETS) == set(PROTOCOL)  # every protocol has its model preset
 
