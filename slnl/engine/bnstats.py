@@ -19,8 +19,9 @@ with input ``x`` (channels on dim 1) and ``n`` elements per channel over the who
 (the population variance: what train-mode BN would divide by were the pass one batch). The pass runs at the
 evaluation batch size (``TrainConfig.eval_batch_size``): each BN normalises by its batch's statistics, which approach
 the population statistics that evaluation uses as the batch grows, so the layers after it see more nearly what they
-will see at evaluation (MSR Action3D, 100 epochs, seeds 0–4: 88.9 / 89.2 / 89.5 / 89.5 % at batch 8 / 32 / 64 / 284). Sums are float64 and, under
-several processes, summed over all of them, so every process ends with the same statistics. The clips are
+will see at evaluation (MSR Action3D, 100 epochs, seeds 0–4: 88.9 / 89.2 / 89.5 / 89.5 % at batch 8 / 32 / 64 /
+284). Sums are float64 and, under several processes, summed over all of them, so every process ends with the same
+statistics. The clips are
 ``stats_positions``: at most ``STATS_CLIPS`` of the training subset, evenly spaced in store order (no random draw,
 so the pass consumes no random numbers and a resumed run stays bit-identical). The cost is one forward pass of those
 clips per evaluation: on NTU RGB+D (40 091 training clips, evaluated every epoch) about a tenth of an epoch's clips,
