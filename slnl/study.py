@@ -28,6 +28,7 @@ a killed sweep — waits for it and then reuses its result instead of training i
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -35,7 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from slnl import engine
+import torch
+
+from slnl import engine, models
 from slnl import experiments as ex
 from slnl.data import synthetic
 from slnl.data.errors import StoreChangedError, StoreError
@@ -273,14 +276,62 @@ def config_key(cfg: Mapping[str, Any]) -> str:
     return hashlib.sha1(json.dumps(_what(cfg), sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+# ModelConfig fields the store decides when the run starts (its classes, joints, channels, persons): the store's
+# content fingerprint is checked on its own (check_result_store).
+_STORE_SHAPED = ("num_classes", "num_joints", "in_channels", "num_persons")
+
+
+def trained_as(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """What the fit configuration ``cfg`` trains and reports under the code as it is now: the resolved TrainConfig's
+    identity (``IDENTITY_FIELDS``, the store path left out), its ``eval_batch_size`` (the batch of the BN statistics
+    pass, which changes the reported accuracy though no weight: ``slnl.engine.bnstats``) and ``architecture``, the
+    full ModelConfig that ``slnl.models.build`` makes of the preset and the overrides (store-decided shapes left out).
+
+    A row's fit configuration names the preset and the scale's epochs and batch; the protocol (learning rate, decay,
+    weight decay, evaluation batch) and the preset's architecture are filled in from ``PROTOCOL`` and ``PRESETS``.
+    Every result file records this, so that a result trained before one of those was changed is never taken for the
+    configuration as it trains now. JSON-plain (tuples as lists), as it is stored."""
+    run = engine.TrainConfig.from_dict({k: v for k, v in cfg.items() if k not in _PLACEMENT_KEYS}).resolve()
+    out: dict[str, Any] = {k: v for k, v in run.identity().items() if k != "data"}
+    out["eval_batch_size"] = run.eval_batch_size
+    with torch.device("meta"):  # allocates nothing: only the configuration is wanted
+        arch = dataclasses.asdict(models.build(run.preset, **dict(run.model)).config)
+    out["architecture"] = {k: v for k, v in arch.items() if k not in _STORE_SHAPED}
+    return json.loads(json.dumps(out))
+
+
+def _differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> dict[str, tuple[Any, Any]]:
+    """``{field: (old, new)}`` for every field that differs; nested mappings by ``outer.inner``."""
+    diff: dict[str, tuple[Any, Any]] = {}
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            diff.update(_differences(a, b, f"{prefix}{k}."))
+        elif a != b:
+            diff[f"{prefix}{k}"] = (a, b)
+    return diff
+
+
 def _same_run(saved: Mapping[str, Any], cfg: Mapping[str, Any], path: Path) -> None:
-    """An existing result file is only skipped if it is the result of this very configuration."""
-    old, new = _what(saved.get("fit_config") or {}), _what(cfg)
-    diff = {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)}
+    """An existing result file is only skipped if it is the result of this very configuration: the same fit
+    configuration and, where the file records it (files written before it was recorded do not), the same protocol
+    and architecture (``trained_as``)."""
+    diff = _differences(_what(saved.get("fit_config") or {}), _what(cfg))
+    if "trained_as" in saved:
+        diff.update(_differences(saved["trained_as"], trained_as(cfg), "trained_as."))
     if diff:
         shown = "; ".join(f"{k}: file has {a!r}, asked {b!r}" for k, (a, b) in diff.items())
         raise ValueError(f"{path} holds a result of a different configuration ({shown}). Pass overwrite=True to "
                          f"replace it, or give another results_dir (one per dataset/scale).")
+
+
+def check_finished(saved: Mapping[str, Any], path: Path, cfg: Mapping[str, Any], store: str | Path,
+                   store_fp: str) -> None:
+    """Refuse (one line) to take the result file ``path`` for the fit configuration ``cfg`` unless it is that
+    configuration's result — the same fit configuration, protocol and architecture (``_same_run``) — computed on the
+    data ``store`` holds now (``check_result_store``)."""
+    _same_run(saved, cfg, path)
+    check_result_store(saved, path, store, store_fp)
 
 
 def check_result_store(rec: Mapping[str, Any], path: str | Path, store: str | Path, store_fp: str) -> None:
@@ -300,7 +351,7 @@ def check_result_store(rec: Mapping[str, Any], path: str | Path, store: str | Pa
 def _find_equivalent(results_dir: Path, cfg: Mapping[str, Any], exclude: Path) -> dict[str, Any] | None:
     """A finished result of the same configuration in another table (the paper's tables share rows: Table 3 CS-T =
     Table 4 CE, Table 4 SMFL = Table 5 none, Table 5 rFA = Table 6 Local, Table 6 adopted = Table 1)."""
-    want = _what(cfg)
+    want, want_as = _what(cfg), trained_as(cfg)
     for p in sorted(results_dir.glob("table*/*__*__seed*.json")):
         if p == exclude:
             continue
@@ -308,8 +359,8 @@ def _find_equivalent(results_dir: Path, cfg: Mapping[str, Any], exclude: Path) -
             rec = json.loads(p.read_text())
         except (OSError, json.JSONDecodeError):
             continue
-        if _what(rec.get("fit_config") or {}) == want and rec.get("run_dir") and (
-                resolve_path(rec["run_dir"]) / "result.json").is_file():
+        if _what(rec.get("fit_config") or {}) == want and rec.get("trained_as", want_as) == want_as and rec.get(
+                "run_dir") and (resolve_path(rec["run_dir"]) / "result.json").is_file():
             return {**rec, "_path": str(p)}
     return None
 
@@ -327,9 +378,10 @@ def run_table(table_name: str | int | ex.Table, rows: str | Sequence[str | ex.Ro
 
     Result files: ``<results_dir>/<table>/<slug>__<split>__seed<k>.json`` (see ``result_path``) holding ``table``,
     ``row``, ``split``, ``seed``, ``top1``, ``top5`` (fractions), the row's settings, ``run_dir``, ``dataset``,
-    ``store_fingerprint`` (the content of the store it was computed on), ``scale``, ``epochs`` and the exact fit
-    configuration. A (row, split, seed) whose result file exists is skipped (unless ``overwrite``) — after checking
-    that the file is the result of the same configuration on the same data (``check_result_store``). With ``reuse``,
+    ``store_fingerprint`` (the content of the store it was computed on), ``scale``, ``epochs``, the exact fit
+    configuration and what it resolved to (``trained_as``: protocol and architecture). A (row, split, seed) whose
+    result file exists is skipped (unless ``overwrite``) — after checking that the file is the result of the same
+    configuration, protocol and architecture on the same data (``check_result_store``). With ``reuse``,
     a configuration already finished in another table (the paper's tables share rows) is not trained twice: the
     result is copied with ``reused_from`` naming the original; one being trained by another process is waited for
     (module docstring). Run directories live under ``<results_dir>/runs/``; an interrupted run resumes from its
@@ -379,8 +431,7 @@ def _run_one(t: ex.Table, r: ex.Row, s: str, seed: int, cfg: dict[str, Any], res
         if overwrite or not path.is_file():
             return None
         saved = json.loads(path.read_text())
-        _same_run(saved, cfg, path)
-        check_result_store(saved, path, store, store_fp)
+        check_finished(saved, path, cfg, store, store_fp)
         log(f"{tag}: done already ({path}), top-1 {100 * saved['top1']:.2f}%")
         return saved
 
@@ -401,10 +452,13 @@ def _run_one(t: ex.Table, r: ex.Row, s: str, seed: int, cfg: dict[str, Any], res
             "epochs": cfg["epochs"],
             "batch_size": cfg.get("batch_size"), "max_steps_per_epoch": max_steps_per_epoch,
             "bn_stats": cfg["bn_stats"], "preset": cfg["preset"], "note": note, "fit_config": cfg,
+            "trained_as": trained_as(cfg),
         }
         if twin is not None:
             check_result_store(twin, twin["_path"], store, store_fp)
             log(f"{tag}: same configuration as {twin['_path']}; reusing its run")
+            if "trained_as" not in twin:  # written before it was recorded: nothing is claimed that was not
+                del rec["trained_as"]
             rec.update(top1=twin["top1"], top5=twin["top5"], run_dir=twin["run_dir"], reused_from=twin["_path"],
                        wall_s=0.0, device=twin.get("device"), git_commit=twin.get("git_commit"),
                        finished=twin.get("finished"))

@@ -237,14 +237,15 @@ def row_tasks(selection: Sequence[tuple[ex.Table, Sequence[ex.Row]]], params: di
     for t, rows in selection:
         splits = study.table_splits(t, store, params.get("split"))
         for r in rows:
-            paths = [study.result_path(results, t, r, s, k) for s in splits for k in seeds]
-            if not params.get("overwrite") and all(p.is_file() for p in paths):
-                for p in paths:  # finished on the data the store holds now, or refused here, before anything runs
-                    study.check_result_store(json.loads(p.read_text()), p, store, store_fp)
+            cfgs = {(s, k): study.row_config(t, r, s, k, data_root=store, results_dir=results, **config)
+                    for s in splits for k in seeds}
+            paths = {sk: study.result_path(results, t, r, *sk) for sk in cfgs}
+            if not params.get("overwrite") and all(p.is_file() for p in paths.values()):
+                for sk, p in paths.items():  # this row's result on the data the store holds now, or refused here
+                    study.check_finished(json.loads(p.read_text()), p, cfgs[sk], store, store_fp)
                 log(f"{t.name} {r.slug}: finished already (result files exist)")
                 continue
-            keys = {study.config_key(study.row_config(t, r, s, k, data_root=store, results_dir=results, **config))
-                    for s in splits for k in seeds}
+            keys = {study.config_key(c) for c in cfgs.values()}
             nb = results / t.name / "notebooks" / f"{r.slug}.ipynb"
             task = Task(f"{t.name} {r.slug}", nb_dir / f"{t.name}.ipynb", nb, dict(params, rows=r.slug), key=r.slug,
                         failures=results / t.name / "failures.json", table=t.name)

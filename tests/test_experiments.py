@@ -3,6 +3,7 @@ configs, scales from the engine's protocol, store checks, and run_table's result
 real (tiny) training run, also with two processes asking for the same configuration at once."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -249,6 +250,59 @@ def test_run_table_writes_skips_and_reuses(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="split 'CSet' is not in the store"):
         study.run_table("table3", "cs-t", **dict(kw, split="CSet"))
     assert not list((tmp_path / "runs" / ".locks").iterdir())  # every lock was given back and removed
+
+
+def test_a_result_is_reused_only_under_the_protocol_and_architecture_it_was_trained_with(tmp_path, monkeypatch):
+    """A row's fit configuration names the preset, not the preset's layers nor the protocol's rate, decay and
+    evaluation batch: those come from PRESETS and PROTOCOL. A result file records them (``trained_as``), so that a
+    result trained before either was changed is refused by name, not reported as the configuration trained now."""
+    kw = dict(split="CS", epochs=1, max_steps_per_epoch=1, results_dir=tmp_path, log=lambda *_: None)
+    (rec,) = study.run_table("table3", "cs-t", **kw)
+    result = json.loads((resolve_path(rec["run_dir"]) / "result.json").read_text())
+    ran, built = result["config"], result["model_config"]
+    for k in ("lr", "lr_decay", "weight_decay", "batch_size", "eval_batch_size", "bn_stats", "seed"):
+        assert rec["trained_as"][k] == ran[k], k  # what the run itself resolved
+    assert rec["trained_as"]["architecture"] == {k: v for k, v in built.items() if k not in (
+        "num_classes", "num_joints", "in_channels", "num_persons")}  # what it built, the store's shapes left out
+    assert rec["trained_as"] == json.loads(json.dumps(rec["trained_as"]))  # stored as it is compared
+
+    monkeypatch.setattr(study.engine, "fit", lambda cfg: pytest.fail("nothing may train"))
+    assert study.run_table("table3", "cs-t", **kw)[0]["top1"] == rec["top1"]  # unchanged code: skipped
+    path = tmp_path / "table3" / "cs-t__CS__seed0.json"
+    cfg = study.row_config("table4", "ce", "CS", epochs=1, max_steps_per_epoch=1, results_dir=tmp_path)
+    assert study._find_equivalent(tmp_path, cfg, tmp_path / "x.json")["_path"] == str(path)
+
+    decay = PROTOCOL["cpu"]["lr_decay"]
+    monkeypatch.setitem(PROTOCOL["cpu"], "lr_decay", decay / 2)
+    with pytest.raises(ValueError, match=rf"^{path} holds a result of a different configuration \(trained_as."
+                                         rf"lr_decay: file has {decay}, asked {decay / 2}\)"):
+        study.run_table("table3", "cs-t", **kw)
+    assert study._find_equivalent(tmp_path, cfg, tmp_path / "x.json") is None  # nor taken for another table's row
+    params = {k: v for k, v in kw.items() if k != "log"}
+    with pytest.raises(ValueError, match=r"trained_as.lr_decay"):  # a sweep refuses before it runs anything
+        sweep.row_tasks([(ex.table("table3"), ex.rows("table3", "cs-t"))], params, tmp_path)
+    monkeypatch.setitem(PROTOCOL["cpu"], "lr_decay", decay)
+
+    joints = PRESETS["cpu"].new_joints
+    monkeypatch.setitem(PRESETS, "cpu", dataclasses.replace(PRESETS["cpu"], new_joints=joints + 1))
+    with pytest.raises(ValueError, match=rf"trained_as.architecture.new_joints: file has {joints}, asked {joints + 1}"):
+        study.run_table("table3", "cs-t", **kw)
+
+
+def test_the_committed_study_is_what_the_code_trains_now():
+    """Every result file of the committed MSR Action3D study names the protocol and architecture it was trained with,
+    and they are the ones its row trains under the code as it is: a change to PROTOCOL["small"] or PRESETS["small"]
+    (or to anything else a row resolves to) must come with the study trained again."""
+    files = sorted(Path(__file__).resolve().parents[1].glob("results/msr3d/table*/*__*__seed*.json"))
+    assert len(files) == 150  # Tables 1 and 3-6, every runnable row, seeds 0-4
+    for f in files:
+        rec = json.loads(f.read_text())
+        assert "trained_as" in rec, f
+        now = study.trained_as(rec["fit_config"])
+        assert rec["trained_as"] == now, (f"{f}: trained under another protocol or model than its row trains now, "
+                                          f"{study._differences(rec['trained_as'], now)}; train the study again "
+                                          "(README: make reproduce DATASET=msr3d ...)")
+        assert rec["trained_as"]["preset"] == "small" and rec["scale"] == "small"
 
 
 # --------------------------------------------------------------------------------------------------------------------
