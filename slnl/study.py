@@ -319,9 +319,12 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "
 
 def _same_run(saved: Mapping[str, Any], cfg: Mapping[str, Any], path: Path) -> None:
     """An existing result file is only skipped if it is the result of this very configuration: the same fit
-    configuration and, where the file records it (files written before it was recorded do not), the same protocol
-    and architecture (``trained_as``)."""
+    configuration (the store's path aside) and, where the file records it (files written before it was recorded do
+    not), the same protocol and architecture (``trained_as``)."""
     diff = _differences(_what(saved.get("fit_config") or {}), _what(cfg))
+    # The store's path says where it lies, not what it holds (a clone, or a store prepared elsewhere, holds the same
+    # clips at another path); what it holds is its content fingerprint, which check_result_store compares.
+    diff.pop("data", None)
     if "trained_as" in saved:
         diff.update(_differences(saved["trained_as"], trained_as(cfg), "trained_as."))
     if diff:

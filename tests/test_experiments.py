@@ -488,6 +488,14 @@ def test_a_result_is_reused_only_on_the_store_it_was_computed_on(tmp_path, monke
     with pytest.raises(StoreChangedError, match=rf"^{path} was computed on other data"):
         sweep.row_tasks([(ex.table("table3"), ex.rows("table3", "cs-t"))], params, tmp_path)  # refused before it runs
 
+    # The same clips at another path (a clone of the repository, a store prepared elsewhere) are the same data: the
+    # finished row is taken, by run_table and by a sweep, without training.
+    moved = make_tiny_store(tmp_path / "elsewhere", seed=0, dataset="npz")  # the clips the result was computed on
+    assert fingerprint(moved) == rec["store_fingerprint"]
+    assert study.run_table("table3", "cs-t", **dict(kw, data_root=moved))[0]["top1"] == rec["top1"]
+    assert sweep.row_tasks([(ex.table("table3"), ex.rows("table3", "cs-t"))], dict(params, data_root=moved),
+                           tmp_path) == []
+
     legacy = {k: v for k, v in rec.items() if k != "store_fingerprint"}
     path.write_text(json.dumps(legacy))
     with pytest.raises(StoreChangedError, match="records no store fingerprint"):
