@@ -359,10 +359,12 @@ def check_result_store(rec: Mapping[str, Any], path: str | Path, store: str | Pa
                             "slnl sweep) to train on this store, or restore the store it used")
 
 
-def _find_equivalent(results_dir: Path, cfg: Mapping[str, Any], exclude: Path) -> dict[str, Any] | None:
-    """A finished result of the same configuration in another table (the paper's tables share rows: Table 3 CS-T =
-    Table 4 CE, Table 4 SMFL = Table 5 none, Table 5 rFA = Table 6 Local, Table 6 adopted = Table 1)."""
-    want, want_as = _what(cfg), trained_as(cfg)
+def _find_equivalent(results_dir: Path, cfg: Mapping[str, Any], want_as: Mapping[str, Any],
+                     exclude: Path) -> dict[str, Any] | None:
+    """A finished result of the same configuration (``want_as``: its ``trained_as``) in another table (the paper's
+    tables share rows: Table 3 CS-T = Table 4 CE, Table 4 SMFL = Table 5 none, Table 5 rFA = Table 6 Local, Table 6
+    adopted = Table 1)."""
+    want = _what(cfg)
     for p in sorted(results_dir.glob("table*/*__*__seed*.json")):
         if p == exclude:
             continue
@@ -454,7 +456,8 @@ def _run_one(t: ex.Table, r: ex.Row, s: str, seed: int, cfg: dict[str, Any], res
         saved = finished()  # written by another process while we waited
         if saved is not None:
             return saved
-        twin = _find_equivalent(results, cfg, path) if reuse and not overwrite else None
+        now = trained_as(cfg)
+        twin = _find_equivalent(results, cfg, now, path) if reuse and not overwrite else None
         rec: dict[str, Any] = {
             "table": t.name, "row": r.slug, "label": r.label, "split": s, "seed": int(seed),
             "top1": None, "top5": None,
@@ -463,7 +466,7 @@ def _run_one(t: ex.Table, r: ex.Row, s: str, seed: int, cfg: dict[str, Any], res
             "epochs": cfg["epochs"],
             "batch_size": cfg.get("batch_size"), "max_steps_per_epoch": max_steps_per_epoch,
             "bn_stats": cfg["bn_stats"], "preset": cfg["preset"], "note": note, "fit_config": cfg,
-            "trained_as": trained_as(cfg),
+            "trained_as": now,
         }
         if twin is not None:
             check_result_store(twin, twin["_path"], store, store_fp)

@@ -270,14 +270,15 @@ def test_a_result_is_reused_only_under_the_protocol_and_architecture_it_was_trai
     assert study.run_table("table3", "cs-t", **kw)[0]["top1"] == rec["top1"]  # unchanged code: skipped
     path = tmp_path / "table3" / "cs-t__CS__seed0.json"
     cfg = study.row_config("table4", "ce", "CS", epochs=1, max_steps_per_epoch=1, results_dir=tmp_path)
-    assert study._find_equivalent(tmp_path, cfg, tmp_path / "x.json")["_path"] == str(path)
+    assert study._find_equivalent(tmp_path, cfg, study.trained_as(cfg), tmp_path / "x.json")["_path"] == str(path)
 
     decay = PROTOCOL["cpu"]["lr_decay"]
     monkeypatch.setitem(PROTOCOL["cpu"], "lr_decay", decay / 2)
     with pytest.raises(ValueError, match=rf"^{path} holds a result of a different configuration \(trained_as."
                                          rf"lr_decay: file has {decay}, asked {decay / 2}\)"):
         study.run_table("table3", "cs-t", **kw)
-    assert study._find_equivalent(tmp_path, cfg, tmp_path / "x.json") is None  # nor taken for another table's row
+    # nor taken for another table's row
+    assert study._find_equivalent(tmp_path, cfg, study.trained_as(cfg), tmp_path / "x.json") is None
     params = {k: v for k, v in kw.items() if k != "log"}
     with pytest.raises(ValueError, match=r"trained_as.lr_decay"):  # a sweep refuses before it runs anything
         sweep.row_tasks([(ex.table("table3"), ex.rows("table3", "cs-t"))], params, tmp_path)
