@@ -465,7 +465,10 @@ def _run_one(t: ex.Table, r: ex.Row, s: str, seed: int, cfg: dict[str, Any], res
             "dataset": dataset, "data_root": portable(store), "store_fingerprint": store_fp, "scale": scale_name,
             "epochs": cfg["epochs"],
             "batch_size": cfg.get("batch_size"), "max_steps_per_epoch": max_steps_per_epoch,
-            "bn_stats": cfg["bn_stats"], "preset": cfg["preset"], "note": note, "fit_config": cfg,
+            "bn_stats": cfg["bn_stats"], "preset": cfg["preset"], "note": note,
+            # paths as run_dir and data_root record them (relative to home() inside it), so that a committed results
+            # folder names no machine's directories
+            "fit_config": {**cfg, "data": portable(cfg["data"]), "out": portable(cfg["out"])},
             "trained_as": now,
         }
         if twin is not None:

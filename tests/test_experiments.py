@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -462,6 +463,28 @@ def test_shared_configuration_trains_once_when_two_processes_ask_at_once(tmp_pat
     assert (t6["top1"], t6["run_dir"]) == (t5["top1"], t5["run_dir"]) and "reused_from" not in t5
     assert sorted(p.name for p in (results / "runs").iterdir()) == [".locks", "table5"]  # one run directory
     assert not list((results / "runs" / ".locks").iterdir())
+
+
+def test_a_results_folder_moved_with_its_store_is_taken_as_it_is(tmp_path, monkeypatch):
+    """Result files name the store and the run directory relative to home() (as run_dir and data_root do), so that a
+    working directory copied elsewhere (a clone with its committed results) names no machine's directories: its
+    finished rows are skipped, and another table's identical row reuses them, without training."""
+    here, there = tmp_path / "here", tmp_path / "there"
+    monkeypatch.setenv("SLNL_HOME", str(here))
+    make_tiny_store(here / "data" / "tiny", seed=0, dataset="npz")
+    kw = dict(dataset="npz", data_root="data/tiny", split="CS", epochs=1, max_steps_per_epoch=1, results_dir="res",
+              log=lambda *_: None)
+    (rec,) = study.run_table("table3", "cs-t", **kw)
+    assert (rec["fit_config"]["data"], rec["fit_config"]["out"]) == ("data/tiny", "res/runs/table3/cs-t__CS__seed0")
+    assert str(tmp_path) not in (here / "res" / "table3" / "cs-t__CS__seed0.json").read_text()
+
+    shutil.copytree(here, there)
+    shutil.rmtree(here)
+    monkeypatch.setenv("SLNL_HOME", str(there))
+    monkeypatch.setattr(study.engine, "fit", lambda cfg: pytest.fail(f"nothing may train, got {cfg['out']}"))
+    assert study.run_table("table3", "cs-t", **kw)[0]["top1"] == rec["top1"]
+    (ce,) = study.run_table("table4", "ce", **kw)
+    assert (ce["reused_from"], ce["top1"]) == (str(there / "res" / "table3" / "cs-t__CS__seed0.json"), rec["top1"])
 
 
 # --------------------------------------------------------------------------------------------------------------------
