@@ -167,6 +167,25 @@ def test_accuracy_figure_is_each_row_mean_with_its_t_interval(tmp_path):
     assert rp.accuracy_figure("table3", tmp_path / "none")[0] is None
 
 
+def test_accuracy_figure_draws_the_published_results_on_the_dataset_itself(tmp_path):
+    """Table 1 on MSR Action3D: the final model's seeds beside the published result its claim is tested against
+    (msr3d.PUBLISHED), drawn at its value and named; the NTU-shaped synthetic set has none to draw."""
+    from slnl.data import msr3d
+
+    ((label, ref),) = msr3d.PUBLISHED["xsub"].items()
+    for seed, t in enumerate([0.80, 0.82, 0.84]):
+        _run(tmp_path / "msr", "table1", "slnl-rfa", "CS", seed, [t], [1.0], dataset="msr3d")
+        _run(tmp_path / "syn", "table1", "slnl-rfa", "CS", seed, [t], [1.0], dataset="synthetic")
+    fig, _ = rp.accuracy_figure("table1", tmp_path / "msr")
+    (ax,) = fig.axes
+    dashed = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
+    assert [tuple(ln.get_xdata()) for ln in dashed] == [(ref, ref)]
+    assert any(t.get_text() == f"{label}: {ref:g}" for t in ax.texts)
+    assert ax.get_xlim()[1] >= ref + 2.0  # drawn inside the panel, though every seed lies below it
+    fig, _ = rp.accuracy_figure("table1", tmp_path / "syn")
+    assert not [ln for ln in fig.axes[0].get_lines() if ln.get_linestyle() == "--"]
+
+
 def test_learning_curves_without_runs(tmp_path):
     fig, data = rp.learning_curves("table3", tmp_path)
     assert fig is None and data.empty

@@ -38,6 +38,7 @@ from slnl.models.transform import TRANSFORMS
 from slnl.report.analysis import frequency_gates, nonlocal_affinity
 from slnl.report.results import TEST_TOP1, TRAIN_LOSS_HEAD, column_values, read_metrics, table_runs
 from slnl.report.stats import welch_interval
+from slnl.report.tables import dataset_references
 from slnl.utils import atomic_write_bytes, atomic_write_text
 
 # A front-view drawing template of the NTU skeleton (1-based joints; the subject faces the viewer, so its left is on
@@ -153,7 +154,9 @@ def accuracy_figure(table: str | int | ex.Table, results: str | Path | pd.DataFr
     """The figure a reviewer looks at first: each row's final test top-1, every seed as a dot, the mean over seeds
     with its ``level`` t-interval (``welch_interval`` against 0, i.e. the one-sample interval), rows in the paper's
     order, one panel per column of the table. Returns ``(figure or None, DataFrame)`` with one line per (column,
-    row): ``mean``, ``low``, ``high``, ``n``; None when the table has no runs."""
+    row): ``mean``, ``low``, ``high``, ``n``; None when the table has no runs. Where the final model is compared with
+    published results on the dataset itself (``dataset_references``: Table 1 on MSR Action3D), each is a dashed line,
+    named, in its column's panel."""
     tbl, runs = table_runs(table, results, dataset, scale)
     if not len(runs):
         return None, pd.DataFrame()
@@ -184,7 +187,13 @@ def accuracy_figure(table: str | int | ex.Table, results: str | Path | pd.DataFr
         for yi, (m, lo, hi, n) in zip(y, d[["mean", "low", "high", "n"]].itertuples(index=False)):
             text = f"{m:.1f}" + ("" if np.isnan(lo) else f" [{lo:.1f}, {hi:.1f}]") + f"  n={n}"
             ax.annotate(text, (1.01, yi), xycoords=("axes fraction", "data"), va="center", fontsize=8)
-        lo, hi = np.nanmin(np.r_[d["low"], d["mean"]]), np.nanmax(np.r_[d["high"], d["mean"]])
+        refs = dataset_references(tbl, where["dataset"]).get(c, {})
+        for k, (label, ref) in enumerate(refs.items()):
+            ax.axvline(ref, ls="--", lw=1, color="C3", zorder=1)
+            ax.annotate(f"{label}: {ref:g}", (ref, 1.0 - 0.12 * k), xycoords=("data", "axes fraction"),
+                        xytext=(3, -2), textcoords="offset points", va="top", fontsize=7, color="C3")
+        lo, hi = (np.nanmin(np.r_[d["low"], d["mean"], list(refs.values())]),
+                  np.nanmax(np.r_[d["high"], d["mean"], list(refs.values())]))
         ax.set_xlim(max(lo - 2.0, -1.0), min(hi + 2.0, 101.0))  # accuracies: an interval past 100 % is cut at the edge
         ax.set_yticks(y, d["row"])
         ax.set(xlabel="test top-1 (%), last epoch", title=f"{tbl.name} · {c}")
