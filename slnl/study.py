@@ -113,7 +113,8 @@ CPU_EPOCHS = 5
 #   +1.68 [+0.19, +3.18] over 100 epochs on the same seeds: better, at a study of ~5.5 h instead of 2 h 40 min.
 #   All of these: results/msr3d/checks/final_model.json.
 # Chosen now: decay 0.95 x 100, evaluated every 10 epochs at batch 64 (~4 min a run for the final SLnL-rFA): the best
-# schedule measured that keeps §4.1's crops and the whole study within 3 hours on two cores (the 60-epoch study's 10 043 core-seconds of training x 100/60). Seed statistics: results/msr3d.
+# schedule measured that keeps §4.1's crops and the whole study within 3 hours on two cores (the 60-epoch study's
+# 10 043 core-seconds of training x 100/60). Seed statistics: results/msr3d.
 _NTU, _KIN, _SMALL = PROTOCOL["ntu"], PROTOCOL["kinetics"], PROTOCOL["small"]
 SMALL_DESCRIPTION = (
     f"small preset (cpu model at T 16), batch {_SMALL['batch_size']}, Adam lr {_SMALL['lr']:g}, decay "

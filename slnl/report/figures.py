@@ -176,6 +176,7 @@ def accuracy_figure(table: str | int | ex.Table, results: str | Path | pd.DataFr
     fig, axes = plt.subplots(1, len(cols), figsize=(6.5 * len(cols), 1.0 + 0.45 * nrow), squeeze=False,
                              layout="constrained")
     where = {d: runs[d].dropna().iloc[0] if runs[d].notna().any() else "?" for d in ("dataset", "scale")}
+    references = dataset_references(tbl, where["dataset"])
     for ax, c in zip(axes[0], cols):
         d = summary[summary["column"] == c].reset_index(drop=True)
         y = np.arange(len(d))[::-1]
@@ -187,7 +188,7 @@ def accuracy_figure(table: str | int | ex.Table, results: str | Path | pd.DataFr
         for yi, (m, lo, hi, n) in zip(y, d[["mean", "low", "high", "n"]].itertuples(index=False)):
             text = f"{m:.1f}" + ("" if np.isnan(lo) else f" [{lo:.1f}, {hi:.1f}]") + f"  n={n}"
             ax.annotate(text, (1.01, yi), xycoords=("axes fraction", "data"), va="center", fontsize=8)
-        refs = dataset_references(tbl, where["dataset"]).get(c, {})
+        refs = references.get(c, {})
         for k, (label, ref) in enumerate(refs.items()):
             ax.axvline(ref, ls="--", lw=1, color="C3", zorder=1)
             ax.annotate(f"{label}: {ref:g}", (ref, 1.0 - 0.12 * k), xycoords=("data", "axes fraction"),
