@@ -287,6 +287,20 @@ def test_execution_options_are_named():
     assert measure.options_of({"attention_kernels": "cudnn", "fused_adam": True}) == "cudnn-attn, fused-adam"
 
 
+def test_a_preset_is_measured_as_it_trains():
+    """The benchmark's step is the preset's own: with no --recompute it keeps the preset's choice (the `small` preset
+    trains without the fused non-local's recomputation), and only an explicit other choice is named in the row."""
+    def recomputes(cfg):
+        return {m.recompute for m in engine_step.build_model(cfg.train_config()).modules()
+                if isinstance(m, measure.NonLocal)}
+    small = measure.BenchConfig(preset="small", batch_size=8)
+    assert recomputes(small) == {"never"} and small.name == "small-b8-fused-fp32-eager-train"
+    other = measure.BenchConfig(preset="small", batch_size=8, recompute="auto")
+    assert recomputes(other) == {"auto"} and other.name == "small-b8-fused-recomputeauto-fp32-eager-train"
+    assert recomputes(measure.BenchConfig(preset="cpu")) == {"auto"}
+    assert measure.BenchConfig(preset="cpu", recompute="auto").name == measure.BenchConfig(preset="cpu").name
+
+
 def test_options_measure_on_cpu_and_record_the_attention_kernel():
     """NHWC + fused Adam run through the whole measurement; the row names the attention operators that really ran."""
     row = measure.measure(measure.BenchConfig(preset="cpu", batch_size=2, steps=1, warmup=1, channels_last=True,

@@ -48,8 +48,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="batch size (default: 4 on CPU, the preset's protocol batch on CUDA)")
     t.add_argument("--m1", type=int, default=None, help="number of SLnL blocks (default: the preset's)")
     t.add_argument("--nonlocal", dest="nonlocal_impl", choices=NONLOCAL_IMPLS, default="fused")
-    t.add_argument("--recompute", choices=RECOMPUTE, default="auto",
-                   help="fused non-local: recompute q/k/v in backward (auto: on CPU, off on CUDA)")
+    t.add_argument("--recompute", choices=RECOMPUTE, default=None,
+                   help="fused non-local: recompute q/k/v in backward (auto: on CPU, off on CUDA; default: the "
+                        "preset's)")
     t.add_argument("--precision", choices=PRECISIONS, default="fp32")
     t.add_argument("--compile", action="store_true", help="torch.compile the model")
     t.add_argument("--compile-mode", choices=COMPILE_MODES, default="default",

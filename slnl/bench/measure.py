@@ -40,7 +40,7 @@ from slnl.bench.provenance import device_info
 from slnl.engine.config import TrainConfig
 from slnl.engine.device import resolve_device
 from slnl.engine.step import TrainStep, build, gradients
-from slnl.models import NonLocal
+from slnl.models import PRESETS, NonLocal
 from slnl.utils import atomic_write_json
 
 # MFU needs a datasheet peak per precision (slnl.bench.flops.PEAK_TFLOPS: bf16, tf32, fp32); fp16 has none there.
@@ -56,7 +56,9 @@ class BenchConfig:
     batch_size: int = 4
     m1: int | None = None  # None keeps the preset's
     nonlocal_impl: str = "fused"
-    recompute: str = "auto"  # fused non-local: selective recomputation (slnl.models.nonlocal_.RECOMPUTE)
+    # fused non-local: selective recomputation (slnl.models.nonlocal_.RECOMPUTE); None keeps the preset's, so that a
+    # preset is measured as it trains (the `small` preset turns it off)
+    recompute: str | None = None
     precision: str = "fp32"
     compile: bool = False
     compile_mode: str = "default"  # torch.compile mode; "reduce-overhead" replays the step as CUDA graphs
@@ -83,8 +85,9 @@ class BenchConfig:
 
     def train_config(self) -> TrainConfig:
         """The (resolved) ``TrainConfig`` whose step this configuration measures."""
-        model: dict[str, Any] = {"nonlocal_impl": self.nonlocal_impl, "recompute": self.recompute,
-                                 "channels_last": self.channels_last}
+        model: dict[str, Any] = {"nonlocal_impl": self.nonlocal_impl, "channels_last": self.channels_last}
+        if self.recompute is not None:
+            model["recompute"] = self.recompute
         if self.m1 is not None:
             model["m1"] = self.m1
         return TrainConfig(preset=self.preset, model=model, batch_size=self.batch_size, precision=self.precision,
@@ -99,7 +102,7 @@ class BenchConfig:
         if self.compile:
             comp = "-compiled" + {"default": "", "reduce-overhead": "-cudagraphs", "max-autotune-no-cudagraphs":
                                   "-autotune"}[self.compile_mode]
-        rc = "" if self.recompute == "auto" else f"-recompute{self.recompute}"
+        rc = "" if self.recompute in (None, PRESETS[self.preset].recompute) else f"-recompute{self.recompute}"
         opts = ("-cl" if self.channels_last else "") + ("-fusedadam" if self.fused_adam else "")
         return f"{self.preset}-b{self.batch_size}{m1}-{self.nonlocal_impl}{rc}-{self.precision}{comp}{opts}-train"
 
