@@ -14,7 +14,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from slnl import sweep
+from slnl import study, sweep
 from slnl.data import synthetic
 from slnl.utils import REPO_ROOT
 
@@ -77,7 +77,8 @@ def test_bad_input_is_checked_once_before_anything_runs(tmp_path, monkeypatch, c
         # M1 is table6.ipynb's parameter: the table's own notebook says what it takes
         (["sweep", "table4", "-p", "M1", "3", *nbs], "unknown notebook parameter(s) ['M1']; table4.ipynb takes "
                                                      "['rows', 'dataset',"),
-        (["sweep", "table4", "-p", "scale", "huge", *nbs], "unknown scale 'huge'; expected one of cpu, small, paper"),
+        (["sweep", "table4", "-p", "scale", "huge", *nbs],
+         f"unknown scale 'huge'; expected one of {', '.join(study.SCALES)}"),
         (["sweep", "table4", "--jobs", "0", *nbs], "--jobs: expected a number of processes >= 1, got 0"),
     ]
     for argv, message in cases:
