@@ -319,8 +319,8 @@ def test_the_committed_study_is_what_the_code_trains_now(folder, scale, finished
         assert now["lr_decay"] == sc.lr_decay.get("ntu", PROTOCOL["small"]["lr_decay"])
 
 
-@pytest.mark.parametrize("folder,scale,finished", [s for s in COMMITTED_STUDIES if s[2]])
-def test_the_committed_study_tables_are_what_the_report_writes_from_its_results(folder, scale, finished, tmp_path):
+@pytest.mark.parametrize("folder,scale", [(f, s) for f, s, finished in COMMITTED_STUDIES if finished])
+def test_the_committed_study_tables_are_what_the_report_writes_from_its_results(folder, scale, tmp_path):
     """A finished study's committed tables (tableN.md, .csv, _claims.csv) and its claims.md are exactly what the
     report writes from its committed result files now: a change to the statistics, the verdicts or the table layout
     must come with the evidence written again (``slnl.report.build_report(folder)``, as the report notebook does)."""
