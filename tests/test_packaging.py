@@ -140,3 +140,4 @@ def test_license_and_citation():
             assert ref.get(key), f"CITATION.cff reference: {key} missing"
         assert all(a.get("family-names") and a.get("given-names") for a in ref["authors"])
     assert "Frequency Attention" in refs[0]["title"] and "Synchronous Local and Non-local" in refs[0]["title"]
+    assert refs[0]["year"] == 2019 and "AAAI" in refs[0]["conference"]["name"]  # the venue, not only the preprint
