@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from slnl.bench import check, flops, measure, provenance, reports, reproduce, suites
+from slnl.bench import cli as bench_cli
 from slnl.bench.cli import main as bench_main
 from slnl.cli import main as slnl_main
 from slnl.engine import TrainConfig, fit
@@ -299,6 +300,26 @@ def test_a_preset_is_measured_as_it_trains():
     assert recomputes(other) == {"auto"} and other.name == "small-b8-fused-recomputeauto-fp32-eager-train"
     assert recomputes(measure.BenchConfig(preset="cpu")) == {"auto"}
     assert measure.BenchConfig(preset="cpu", recompute="auto").name == measure.BenchConfig(preset="cpu").name
+
+
+def test_a_dataset_shape_is_measured_under_its_own_name():
+    """--model sets any other ModelConfig field (MSR Action3D's shape here): the step built is that model, the row
+    and its name say so, and it is not taken for the preset's own row in a goal."""
+    msr = {"num_joints": 20, "num_persons": 1, "num_classes": 20}
+    args = bench_cli._parser().parse_args(["throughput", "--preset", "small", "--batch-size", "2", "--model",
+                                           "num_joints=20", "--model", "num_persons=1", "--model", "num_classes=20"])
+    assert dict(args.model) == msr
+    cfg = measure.BenchConfig(preset="small", batch_size=2, steps=1, warmup=1, model=msr)
+    assert cfg.name == "small-num_classes20-num_joints20-num_persons1-b2-fused-fp32-eager-train"
+    row = measure.measure(cfg)
+    assert row["model"]["input_shape"] == [2, 3, 16, 20, 1] and row["model"]["num_classes"] == 20
+    assert row["train"]["loss_finite"] and not measure.fit_runnable(row, "small")
+    assert measure.fit_runnable({**row, "config": {**row["config"], "model": {}}}, "small")
+    assert "| small, num_classes=20, num_joints=20, num_persons=1 | 2 |" in reports._table_row("x.json", {}, row)
+    assert measure.BenchConfig(preset="small", model={"channels": [8, 8, 16, 16, 16, 16]}).name.startswith(
+        "small-channels8x8x16x16x16x16-b4")
+    with pytest.raises(ValueError, match=r"\['m1'\] have their own BenchConfig fields"):
+        measure.BenchConfig(model={"m1": 3})
 
 
 def test_options_measure_on_cpu_and_record_the_attention_kernel():

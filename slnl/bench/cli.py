@@ -1,6 +1,7 @@
 """``slnl bench SUBCOMMAND``: what a user needs to decide how to run the study.
 
     slnl bench throughput [--preset ntu --batch-size 32 --precision bf16 --compile ...]   one configuration
+                          [--model num_joints=20 --model num_persons=1 ...]     at another dataset's shape
     slnl bench suite NAME [--device cuda --budget-s 180]        a named list of configurations, with its goal
     slnl bench flops --preset ntu                               FLOPs per clip, by part and operator (no timing)
     slnl bench check [--device cuda]                            the device against a float64 CPU reference
@@ -27,6 +28,7 @@ from slnl.bench.provenance import header
 from slnl.bench.reports import BENCH_DIR, one_line, rows_of, write_markdown
 from slnl.bench.reproduce import paper_tables, render_time_to_reproduce, time_to_reproduce
 from slnl.bench.suites import SUITES, run_suite
+from slnl.engine.cli import model_override
 from slnl.engine.config import COMPILE_MODES, PROTOCOL
 from slnl.models import NONLOCAL_IMPLS
 from slnl.models.nonlocal_ import RECOMPUTE
@@ -47,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, default=None,
                    help="batch size (default: 4 on CPU, the preset's protocol batch on CUDA)")
     t.add_argument("--m1", type=int, default=None, help="number of SLnL blocks (default: the preset's)")
+    t.add_argument("--model", type=model_override, action="append", default=[], metavar="KEY=VALUE",
+                   help="any other ModelConfig field, e.g. MSR Action3D's shape: --model num_joints=20 --model "
+                        "num_persons=1 --model num_classes=20 (the presets are NTU-shaped)")
     t.add_argument("--nonlocal", dest="nonlocal_impl", choices=NONLOCAL_IMPLS, default="fused")
     t.add_argument("--recompute", choices=RECOMPUTE, default=None,
                    help="fused non-local: recompute q/k/v in backward (auto: on CPU, off on CUDA; default: the "
@@ -133,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     else:  # throughput
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
         bs = args.batch_size or (PROTOCOL[args.preset]["batch_size"] if device.startswith("cuda") else 4)
-        cfg = BenchConfig(preset=args.preset, batch_size=bs, m1=args.m1, nonlocal_impl=args.nonlocal_impl,
+        cfg = BenchConfig(preset=args.preset, batch_size=bs, m1=args.m1, model=dict(args.model),
+                          nonlocal_impl=args.nonlocal_impl,
                           recompute=args.recompute, precision=args.precision,
                           compile=args.compile or args.compile_mode != "default", compile_mode=args.compile_mode,
                           channels_last=args.channels_last, fused_adam=args.fused_adam, device=device,

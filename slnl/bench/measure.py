@@ -21,13 +21,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -46,15 +47,28 @@ from slnl.utils import atomic_write_json
 # MFU needs a datasheet peak per precision (slnl.bench.flops.PEAK_TFLOPS: bf16, tf32, fp32); fp16 has none there.
 PRECISIONS = ("fp32", "bf16")
 
+# BenchConfig fields that set a ModelConfig field themselves (BenchConfig.model may not set them again)
+_OWN_FIELDS = ("m1", "recompute", "nonlocal_impl", "channels_last")
+
+
+def _slug(value: Any) -> str:
+    """A ModelConfig value in a file-name-safe name: lists joined by 'x', other characters dropped."""
+    text = "x".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+    return re.sub(r"[^A-Za-z0-9.]", "", text)
+
 
 @dataclass
 class BenchConfig:
-    """One measured configuration: what is trained (preset, ``m1``; the rest of the preset's ``TrainConfig``), how
+    """One measured configuration: what is trained (preset, ``m1``, other model fields such as a dataset's shape; the
+    rest of the preset's ``TrainConfig``), how
     it executes (non-local implementation, precision, compile, NHWC, fused Adam, device), how it is timed."""
 
     preset: str = "cpu"
     batch_size: int = 4
     m1: int | None = None  # None keeps the preset's
+    # any other ModelConfig field (slnl.models.build overrides), e.g. a dataset's shape: MSR Action3D is
+    # {"num_joints": 20, "num_persons": 1, "num_classes": 20}; the presets are NTU-shaped (25 joints, 2 persons)
+    model: dict[str, Any] = field(default_factory=dict)
     nonlocal_impl: str = "fused"
     # fused non-local: selective recomputation (slnl.models.nonlocal_.RECOMPUTE); None keeps the preset's, so that a
     # preset is measured as it trains (the `small` preset turns it off)
@@ -81,11 +95,15 @@ class BenchConfig:
             )
         if self.m1 is not None and self.m1 < 0:
             raise ValueError(f"m1 must be >= 0 (number of SLnL blocks), got {self.m1}")
+        own = sorted(set(self.model) & set(_OWN_FIELDS))
+        if own:
+            raise ValueError(f"model overrides {own} have their own BenchConfig fields: set {own} instead")
         self.train_config()  # the engine validates the rest (compile_mode, device, …) with its own messages
 
     def train_config(self) -> TrainConfig:
         """The (resolved) ``TrainConfig`` whose step this configuration measures."""
-        model: dict[str, Any] = {"nonlocal_impl": self.nonlocal_impl, "channels_last": self.channels_last}
+        model: dict[str, Any] = {**self.model, "nonlocal_impl": self.nonlocal_impl,
+                                 "channels_last": self.channels_last}
         if self.recompute is not None:
             model["recompute"] = self.recompute
         if self.m1 is not None:
@@ -104,7 +122,10 @@ class BenchConfig:
                                   "-autotune"}[self.compile_mode]
         rc = "" if self.recompute in (None, PRESETS[self.preset].recompute) else f"-recompute{self.recompute}"
         opts = ("-cl" if self.channels_last else "") + ("-fusedadam" if self.fused_adam else "")
-        return f"{self.preset}-b{self.batch_size}{m1}-{self.nonlocal_impl}{rc}-{self.precision}{comp}{opts}-train"
+        shape = "".join(f"-{k}{_slug(v)}" for k, v in sorted(self.model.items()))
+        return (f"{self.preset}{shape}-b{self.batch_size}{m1}-{self.nonlocal_impl}{rc}-{self.precision}{comp}{opts}"
+                f"-train")
+
 
 
 def options_of(config: dict[str, Any]) -> str:
@@ -121,10 +142,11 @@ def options_of(config: dict[str, Any]) -> str:
 
 
 def fit_runnable(row: dict[str, Any], preset: str) -> bool:
-    """A training row of ``preset``'s own model (m1 of the preset) with a finite loss, measured with what ``fit()``
-    runs (rows of earlier versions with cuDNN attention allowed are not)."""
+    """A training row of ``preset``'s own model (m1 and shape of the preset) with a finite loss, measured with what
+    ``fit()`` runs (rows of earlier versions with cuDNN attention allowed are not)."""
     c = row.get("config", {})
     return (bool(row.get("train_samples_per_s")) and c.get("preset") == preset and c.get("m1") is None
+            and not c.get("model")
             and c.get("attention_kernels", "default") == "default"
             and row.get("train", {}).get("loss_finite", True) is not False)
 

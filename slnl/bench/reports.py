@@ -46,7 +46,8 @@ def _table_row(name: str, doc: dict[str, Any], row: dict[str, Any]) -> str:
     if dev.get("type") == "cpu":
         dname = f"{dname} ({dev.get('threads')} thr)"
     m1 = c.get("m1") if c.get("m1") is not None else "preset"
-    head = (f"| {name} | {dname} | {c.get('preset')} | {c.get('batch_size')} | {m1} | {c.get('nonlocal_impl')} | "
+    preset = c.get("preset") + "".join(f", {k}={v}" for k, v in sorted(c.get("model", {}).items()))
+    head = (f"| {name} | {dname} | {preset} | {c.get('batch_size')} | {m1} | {c.get('nonlocal_impl')} | "
             f"{c.get('precision')} | {options_of(c)} | ")
     if "error" in row:
         return head + f"error: {row['error'][:80]} | | | | | | | |"

@@ -53,7 +53,8 @@ MODEL_FLAGS: dict[str, type] = {"transform": str, "attention": str, "affinity": 
                                 "nonlocal_impl": str}
 
 
-def _kv(text: str) -> tuple[str, Any]:
+def model_override(text: str) -> tuple[str, Any]:
+    """One ``--model KEY=VALUE`` (a ModelConfig field): YAML scalars, comma-separated lists (``channels=8,8,16``)."""
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"--model expects KEY=VALUE (e.g. channels=8,8,16 or K=2), got {text!r}")
     k, v = text.split("=", 1)
@@ -90,7 +91,7 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--m1", type=int)
     g.add_argument("--dropout", type=float)
     g.add_argument("--nonlocal-impl", dest="nonlocal_impl")
-    g.add_argument("--model", type=_kv, action="append", metavar="KEY=VALUE",
+    g.add_argument("--model", type=model_override, action="append", metavar="KEY=VALUE",
                    help="any other ModelConfig field, e.g. --model channels=8,8,16,16,16,16 --model K=2")
     g = p.add_argument_group("optimisation")
     g.add_argument("--loss", choices=LOSS_NAMES)
