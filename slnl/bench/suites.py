@@ -20,6 +20,7 @@ from typing import Any, Callable
 from slnl.bench.measure import BenchConfig, fit_runnable, measure_isolated, options_of, safe_measure
 from slnl.bench.provenance import header
 from slnl.bench.reports import one_line
+from slnl.data import msr3d
 from slnl.utils import atomic_write_json
 
 
@@ -82,6 +83,9 @@ def gpu_goal(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 _GPU_NTU: dict[str, Any] = dict(preset="ntu", device="cuda", precision="bf16", steps=15, warmup=4, threads=4)
 _FAST: dict[str, Any] = dict(compile=True, channels_last=True)
+# MSR Action3D's clips as the store holds them: 20 joints, one person (slnl.data.msr3d), 20 classes
+_MSR3D_SHAPE: dict[str, int] = {"num_joints": msr3d.NUM_JOINTS, "num_persons": 1,
+                                "num_classes": len(msr3d.CLASS_NAMES)}
 
 SUITES: dict[str, Suite] = {
     "cpu-goal": Suite(
@@ -103,6 +107,15 @@ SUITES: dict[str, Suite] = {
         [BenchConfig(preset="cpu", batch_size=16, device="cpu", steps=10, warmup=2, threads=1,
                      channels_last=cl, fused_adam=fa) for cl, fa in ((False, False), (True, False), (False, True),
                                                                       (True, True))],
+        timeout_s=300.0,
+    ),
+    "cpu-msr3d-batch": Suite(
+        "The MSR Action3D study's final model (small preset, m1=5, MSR's shape: 20 joints, 1 person, 20 classes), "
+        "fp32 training step on CPU (1 thread), at the study's batch 8 and at 16, 32, 64: how the step's cost grows "
+        "with the batch (whether a larger effective batch, such as several seeds trained as one, could shorten "
+        "the study).",
+        [BenchConfig(preset="small", batch_size=bs, m1=5, model=dict(_MSR3D_SHAPE), device="cpu", steps=20,
+                     warmup=3, threads=1) for bs in (8, 16, 32, 64)],
         timeout_s=300.0,
     ),
     # Most important first: a suite cut short by its budget keeps the first rows.
