@@ -228,6 +228,14 @@ def test_bad_config_and_bad_command_are_clear_errors(capsys):
     with pytest.raises(SystemExit):
         bench_main(["--suite", "gpu"])  # the flag-style command line of earlier versions: subcommands now
     assert "SUBCOMMAND" in capsys.readouterr().err
+    # a refused configuration is one line before any measuring (not a row with an error, not a default instead)
+    for argv, says in ((["--model", "bogus=1"], "unknown ModelConfig field(s) 'bogus'"),
+                       (["--batch-size", "0"], "got batch_size=0"),
+                       (["--model", "m1=2"], "have their own BenchConfig fields")):
+        with pytest.raises(SystemExit) as e:
+            bench_main(["throughput", "--preset", "small", "--device", "cpu", *argv])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert e.value.code == 2 and says in err[-1] and err[-1].startswith("slnl bench: error:")
 
 
 def test_device_check_on_cpu_agrees_with_float64_and_catches_a_wrong_gradient():

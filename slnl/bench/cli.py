@@ -30,6 +30,7 @@ from slnl.bench.reproduce import paper_tables, render_time_to_reproduce, time_to
 from slnl.bench.suites import SUITES, run_suite
 from slnl.engine.cli import model_override
 from slnl.engine.config import COMPILE_MODES, PROTOCOL
+from slnl.engine.step import check_model
 from slnl.models import NONLOCAL_IMPLS
 from slnl.models.nonlocal_ import RECOMPUTE
 from slnl.utils import atomic_write_json, resolve_path
@@ -110,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "bench":
         argv = argv[1:]
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
 
     if args.command == "time-to-reproduce":
         doc = json.loads(resolve_path(args.file).read_text())
@@ -137,15 +139,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {path}")
     else:  # throughput
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        bs = args.batch_size or (PROTOCOL[args.preset]["batch_size"] if device.startswith("cuda") else 4)
-        cfg = BenchConfig(preset=args.preset, batch_size=bs, m1=args.m1, model=dict(args.model),
-                          nonlocal_impl=args.nonlocal_impl,
-                          recompute=args.recompute, precision=args.precision,
-                          compile=args.compile or args.compile_mode != "default", compile_mode=args.compile_mode,
-                          channels_last=args.channels_last, fused_adam=args.fused_adam, device=device,
-                          steps=args.steps, warmup=args.warmup,
-                          threads=args.threads or int(os.environ.get("OMP_NUM_THREADS", "1") or 1),
-                          peak_tflops=args.peak_tflops)
+        bs = args.batch_size
+        if bs is None:
+            bs = PROTOCOL[args.preset]["batch_size"] if device.startswith("cuda") else 4
+        try:
+            cfg = BenchConfig(preset=args.preset, batch_size=bs, m1=args.m1, model=dict(args.model),
+                              nonlocal_impl=args.nonlocal_impl, recompute=args.recompute, precision=args.precision,
+                              compile=args.compile or args.compile_mode != "default",
+                              compile_mode=args.compile_mode, channels_last=args.channels_last,
+                              fused_adam=args.fused_adam, device=device, steps=args.steps, warmup=args.warmup,
+                              threads=args.threads or int(os.environ.get("OMP_NUM_THREADS", "1") or 1),
+                              peak_tflops=args.peak_tflops)
+            check_model(cfg.train_config())  # model fields and values, as `slnl train` checks them
+        except ValueError as e:  # a configuration the engine or the benchmark refuses: one line, exit status 2
+            parser.error(str(e))
         doc = {**header(), **(safe_measure(cfg) if args.in_process else measure_isolated(cfg))}
         print(f"{cfg.name}: {one_line(doc)}")
         _write_json(args.json, doc)

@@ -60,8 +60,8 @@ def _slug(value: Any) -> str:
 @dataclass
 class BenchConfig:
     """One measured configuration: what is trained (preset, ``m1``, other model fields such as a dataset's shape; the
-    rest of the preset's ``TrainConfig``), how
-    it executes (non-local implementation, precision, compile, NHWC, fused Adam, device), how it is timed."""
+    rest of the preset's ``TrainConfig``), how it executes (non-local implementation, precision, compile, NHWC, fused
+    Adam, device), how it is timed."""
 
     preset: str = "cpu"
     batch_size: int = 4
@@ -125,7 +125,6 @@ class BenchConfig:
         shape = "".join(f"-{k}{_slug(v)}" for k, v in sorted(self.model.items()))
         return (f"{self.preset}{shape}-b{self.batch_size}{m1}-{self.nonlocal_impl}{rc}-{self.precision}{comp}{opts}"
                 f"-train")
-
 
 
 def options_of(config: dict[str, Any]) -> str:
