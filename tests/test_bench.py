@@ -230,7 +230,7 @@ def test_bad_config_and_bad_command_are_clear_errors(capsys):
     assert "SUBCOMMAND" in capsys.readouterr().err
     # a refused configuration is one line before any measuring (not a row with an error, not a default instead)
     for argv, says in ((["--model", "bogus=1"], "unknown ModelConfig field(s) 'bogus'"),
-                       (["--batch-size", "0"], "got batch_size=0"),
+                       (["--batch-size", "0"], "got batch_size=0"), (["--threads", "0"], "threads=0"),
                        (["--model", "m1=2"], "have their own BenchConfig fields")):
         with pytest.raises(SystemExit) as e:
             bench_main(["throughput", "--preset", "small", "--device", "cpu", *argv])

@@ -148,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
                               compile=args.compile or args.compile_mode != "default",
                               compile_mode=args.compile_mode, channels_last=args.channels_last,
                               fused_adam=args.fused_adam, device=device, steps=args.steps, warmup=args.warmup,
-                              threads=args.threads or int(os.environ.get("OMP_NUM_THREADS", "1") or 1),
+                              threads=(args.threads if args.threads is not None
+                                       else int(os.environ.get("OMP_NUM_THREADS", "1") or 1)),
                               peak_tflops=args.peak_tflops)
             check_model(cfg.train_config())  # model fields and values, as `slnl train` checks them
         except ValueError as e:  # a configuration the engine or the benchmark refuses: one line, exit status 2
