@@ -118,6 +118,15 @@ SUITES: dict[str, Suite] = {
                      warmup=3, threads=1) for bs in (8, 16, 32, 64)],
         timeout_s=300.0,
     ),
+    "cpu-msr3d-options": Suite(
+        "The MSR Action3D study's final model and shape as in cpu-msr3d-batch, at the study's batch 8, one thread: "
+        "the plain fp32 path against NHWC feature maps, fused Adam and bf16 autocast (the CPU's AMX/AVX-512 bf16 "
+        "units) - whether any option, or lower precision, could shorten the study on the CPU.",
+        [BenchConfig(preset="small", batch_size=8, m1=5, model=dict(_MSR3D_SHAPE), device="cpu", steps=20,
+                     warmup=3, threads=1, **opt)
+         for opt in ({}, {"channels_last": True}, {"fused_adam": True}, {"precision": "bf16"})],
+        timeout_s=300.0,
+    ),
     # Most important first: a suite cut short by its budget keeps the first rows.
     "gpu": Suite(
         "CUDA, bf16, ntu preset: the plain eager path and the candidate fast paths (compile + NHWC, CUDA graphs, "
