@@ -86,6 +86,8 @@ _FAST: dict[str, Any] = dict(compile=True, channels_last=True)
 # MSR Action3D's clips as the store holds them: 20 joints, one person (slnl.data.msr3d), 20 classes
 _MSR3D_SHAPE: dict[str, int] = {"num_joints": msr3d.NUM_JOINTS, "num_persons": 1,
                                 "num_classes": len(msr3d.CLASS_NAMES)}
+# the MSR Action3D study's final model (small preset, m1 = 5) as it trains: fp32 on one CPU thread
+_MSR3D_CPU: dict[str, Any] = dict(preset="small", m1=5, device="cpu", steps=20, warmup=3, threads=1)
 
 SUITES: dict[str, Suite] = {
     "cpu-goal": Suite(
@@ -114,16 +116,14 @@ SUITES: dict[str, Suite] = {
         "fp32 training step on CPU (1 thread), at the study's batch 8 and at 16, 32, 64: how the step's cost grows "
         "with the batch (whether a larger effective batch, such as several seeds trained as one, could shorten "
         "the study).",
-        [BenchConfig(preset="small", batch_size=bs, m1=5, model=dict(_MSR3D_SHAPE), device="cpu", steps=20,
-                     warmup=3, threads=1) for bs in (8, 16, 32, 64)],
+        [BenchConfig(batch_size=bs, model=dict(_MSR3D_SHAPE), **_MSR3D_CPU) for bs in (8, 16, 32, 64)],
         timeout_s=300.0,
     ),
     "cpu-msr3d-options": Suite(
         "The MSR Action3D study's final model and shape as in cpu-msr3d-batch, at the study's batch 8, one thread: "
         "the plain fp32 path against NHWC feature maps, fused Adam and bf16 autocast (the CPU's AMX/AVX-512 bf16 "
         "units) - whether any option, or lower precision, could shorten the study on the CPU.",
-        [BenchConfig(preset="small", batch_size=8, m1=5, model=dict(_MSR3D_SHAPE), device="cpu", steps=20,
-                     warmup=3, threads=1, **opt)
+        [BenchConfig(batch_size=8, model=dict(_MSR3D_SHAPE), **_MSR3D_CPU, **opt)
          for opt in ({}, {"channels_last": True}, {"fused_adam": True}, {"precision": "bf16"})],
         timeout_s=300.0,
     ),
