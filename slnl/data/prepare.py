@@ -1,10 +1,10 @@
 """``slnl prepare <format> --raw SOURCE --out DIR``: a download (or a file another codebase made) → a prepared store.
 
 The formats and what ``--raw`` is for each are ``FORMATS``; each has its module (``ntu``, ``kinetics``, ``msr3d``,
-``ctrgcn``, ``pyskl``, ``npz``, ``synthetic``) that plans its records, and all of them run through the same pipeline
-(``slnl.data.pipeline``: parallel resumable parsing, the same checks, ``rejects.tsv``, the summary) into the store
-layout of ``slnl.data.store``. This module only maps a format name and options to its module, and parses the
-command line; errors reach the user as one line on stderr and a non-zero exit.
+``nwucla``, ``sbu``, ``ctrgcn``, ``pyskl``, ``npz``, ``synthetic``) that plans its records, and all of them run
+through the same pipeline (``slnl.data.pipeline``: parallel resumable parsing, the same checks, ``rejects.tsv``, the
+summary) into the store layout of ``slnl.data.store``. This module only maps a format name and options to its
+module, and parses the command line; errors reach the user as one line on stderr and a non-zero exit.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from . import ctrgcn, kinetics, msr3d, npz, ntu, pyskl, synthetic
+from . import ctrgcn, kinetics, msr3d, npz, ntu, nwucla, pyskl, sbu, synthetic
 from .pipeline import Plan, format_summary, run_plan
 from .store import check_target
 
@@ -39,6 +39,8 @@ FORMATS: dict[str, Format] = {
     "kinetics": Format("ST-GCN's Kinetics-skeleton folder (kinetics_train/, kinetics_val/, label files)",
                        kinetics.plan, ("label_names", "max_frames")),
     "msr3d": Format("a directory of MSR Action3D aXX_sYY_eZZ_skeleton3D.txt files", msr3d.plan, ("used_list",)),
+    "nwucla": Format("NW-UCLA's all_sqe/ folder of aAA_sSS_eEE_vVV.json clips", nwucla.plan),
+    "sbu": Format("SBU Kinect Interaction (clean): <set>/<class>/<sequence>/skeleton_pos.txt", sbu.plan),
     "ctrgcn": Format("CTR-GCN's NTU60_CS.npz / NTU60_CV.npz / NTU120_CSub.npz / NTU120_CSet.npz", ctrgcn.plan,
                      ("split",)),
     "pyskl": Format("PYSKL's ntu60_3danno.pkl / ntu120_3danno.pkl (read without running code)", pyskl.plan),
@@ -93,6 +95,8 @@ def _parser() -> argparse.ArgumentParser:
                "  slnl prepare pyskl --raw ntu60_3danno.pkl --out data/ntu60-pyskl\n"
                "  slnl prepare kinetics --raw kinetics-skeleton --out data/kinetics\n"
                "  slnl prepare msr3d --raw MSRAction3DSkeletonReal3D --out data/msr3d\n"
+               "  slnl prepare nwucla --raw all_sqe --out data/nwucla\n"
+               "  slnl prepare sbu --raw sbu --out data/sbu\n"
                "  slnl prepare npz --check my_data.npz\n"
                "  slnl prepare npz --raw my_data.npz --out data/mine\n"
                "  slnl prepare synthetic --out results/data/synthetic")

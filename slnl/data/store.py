@@ -44,9 +44,10 @@ from .errors import StoreChangedError, StoreError, StoreExistsError
 #: The datasets a store can hold (``meta.json["dataset"]``, the ``--dataset`` of experiments); ``npz`` is your own
 #: data in slnl's documented .npz layout. Preparation formats (what ``slnl prepare`` reads) are
 #: ``slnl.data.prepare.FORMATS``: CTR-GCN's and PYSKL's files hold ntu60 / ntu120.
-DATASETS: tuple[str, ...] = ("synthetic", "ntu60", "ntu120", "kinetics", "msr3d", "npz")
-#: Split names in their canonical order (other names, e.g. from a user's .npz, follow alphabetically).
-SPLITS: tuple[str, ...] = ("xsub", "xview", "xset", "default")
+DATASETS: tuple[str, ...] = ("synthetic", "ntu60", "ntu120", "kinetics", "msr3d", "nwucla", "sbu", "npz")
+#: Split names in their canonical order (other names, e.g. from a user's .npz, follow alphabetically). ``fold1`` ...
+#: ``fold5`` are SBU's five cross-validation folds; no alias maps to them.
+SPLITS: tuple[str, ...] = ("xsub", "xview", "xset", "default", "fold1", "fold2", "fold3", "fold4", "fold5")
 SPLIT_ALIASES = {"cs": "xsub", "cv": "xview", "x-sub": "xsub", "x-view": "xview", "x-set": "xset", "cset": "xset",
                  "csub": "xsub"}
 STORE_FORMAT = 2  # 2: meta.json carries "fingerprint" and "prepared_at"
@@ -137,7 +138,8 @@ def complete_meta(store_dir: str | Path) -> dict[str, Any] | None:
 
 
 def split_names(store_dir: str | Path) -> list[str]:
-    """The splits a store holds, from ``splits.npz``'s masks, in canonical order (xsub, xview, xset, default, ...)."""
+    """The splits a store holds, from ``splits.npz``'s masks, in canonical order (xsub, xview, xset, default,
+    fold1 ... fold5, then others)."""
     with np.load(Path(store_dir) / "splits.npz") as z:
         return split_order({k.rsplit("_", 1)[0] for k in z.files if k.endswith(("_train", "_test"))})
 
