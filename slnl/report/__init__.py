@@ -5,7 +5,8 @@ Modules, in the order data flows through them (none imports a later one):
 ==============  ====================================================================================================
 ``results``     reading result files and run directories (``collect``, ``read_metrics``; metric column names,
                 the final checkpoint ``last.pt``)
-``stats``       Welch's interval over seeds, the verdict on an ordering, the smallest difference seeds resolve
+``stats``       Welch's interval and p-value over seeds, the verdict on an ordering, the smallest difference seeds
+                resolve; Holm's correction over a family of claims, equivalence (TOST), power and seeds needed
 ``tables``      the paper's tables with ours beside them, the claims tested on our seeds, the seeds' resolution
 ``markdown``    tables as markdown, the files one table writes (``write_table``), all claims in one list
 ``analysis``    analyses of a trained model: frequency gates per class (Eq. 2), non-local affinity (Eq. 8)
@@ -45,7 +46,20 @@ from slnl.report.results import (
     read_metrics,
     read_result,
 )
-from slnl.report.stats import pooled_sd, resolvable_difference, verdict, welch_interval
+from slnl.report.stats import (
+    Holm,
+    detectable_difference,
+    holm,
+    holm_verdicts,
+    pooled_sd,
+    resolvable_difference,
+    seeds_needed,
+    tost,
+    verdict,
+    welch_interval,
+    welch_pvalue,
+    welch_test,
+)
 from slnl.report.tables import claims_table, delta_note, paper_table, seed_resolution
 
 __all__ = [
@@ -57,4 +71,5 @@ __all__ = [
     "paper_table", "parse_pairs", "pick_run", "pooled_sd", "read_metrics", "read_result", "resolvable_difference",
     "save_figure", "seed_resolution", "show_report", "show_table", "skeleton_figure", "table_markdown",
     "to_markdown", "verdict", "welch_interval", "write_table",
+    "Holm", "detectable_difference", "holm", "holm_verdicts", "seeds_needed", "tost", "welch_pvalue", "welch_test",
 ]
