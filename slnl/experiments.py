@@ -39,6 +39,10 @@ MODEL_KEYS: tuple[str, ...] = ("transform", "attention", "affinity", "m1")  # sl
 SPLIT_LABELS: dict[str, str] = {"xsub": "CS", "xview": "CV", "xset": "CSet", "default": "default"}
 # accepted spellings (CS -> xsub, CV -> xview, ...) are slnl.data.store's: one alias table for the package
 
+#: The datasets of the paper's two protocols (§4.1): NTU RGB+D's and Kinetics-skeleton's. Any other dataset takes the
+#: protocol family of the table it reproduces (``Table.family``).
+DATASET_FAMILY: dict[str, str] = {"ntu60": "ntu", "ntu120": "ntu", "kinetics": "kinetics"}
+
 #: Per-split adopted settings (see module docstring): Table 4's two starred losses and Table 6's two starred depths.
 ADOPTED: dict[str, dict[str, Any]] = {
     "CS": {"m": 0.4, "m1": 5},
@@ -440,8 +444,8 @@ def adopted(split: str, family: str = "ntu") -> dict[str, Any]:
     "ntu": NTU-format data, the synthetic stand-in included) or Table 2 ("kinetics").
 
     CS: m = 0.4, M1 = 5; CV: m = 0.6, M1 = 3 (``ADOPTED``, module docstring). Kinetics' single split, NTU-120's CSet
-    and any split without its own entry use CS's (``Row.settings_for``). This is what ``slnl train`` / ``fit()`` use
-    when a configuration leaves m or M1 unset (``slnl.engine.config``).
+    and any split without its own entry use CS's (``Row.settings_for``). ``slnl.recipes.config_for`` puts them on a
+    recipe when no table row is given (``slnl train --preset ntu --split CV``).
     """
     if family not in ("ntu", "kinetics"):
         raise ValueError(f"unknown protocol family {family!r}; expected 'ntu' or 'kinetics'")
@@ -477,8 +481,7 @@ def parse_list(value: Any, kind: type = str) -> list:
 
 def stand_in_note(tbl: Table, dataset: str) -> str:
     """Non-empty when ``dataset`` is not the dataset of the paper's numbers: what our numbers are, and are not."""
-    family = {"ntu60": "ntu60", "ntu120": "ntu120", "kinetics": "kinetics"}.get(dataset, dataset)
-    if family == tbl.paper_dataset:
+    if dataset == tbl.paper_dataset:
         return ""
     paper = {"ntu60": "NTU RGB+D 60", "kinetics": "Kinetics-skeleton"}[tbl.paper_dataset]
     if dataset == "synthetic":

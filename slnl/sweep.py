@@ -27,18 +27,15 @@ Everything else follows ``slnl.utils.resolve_path`` (relative to the working dir
 the notebooks get ``results_dir`` and ``data_root`` as absolute paths and run with that directory as their working
 directory (papermill ``--cwd``), so a path means the same in the notebook as on the command line.
 
-The notebooks run in the Jupyter kernel ``python3`` (``--kernel`` picks another), which runs the interpreter that runs
-papermill — the one running ``slnl`` — so whatever environment slnl is installed in executes them. Notebook
-parameters go to papermill as YAML (``-y``), so ``None``/numbers/booleans arrive typed, as papermill's own ``-p``
-would give them.
+The notebooks run in the Jupyter kernel ``python3`` (``--kernel`` picks another; ``slnl.notebook_run``).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import queue
-import subprocess
 import sys
 import threading
 import time
@@ -46,16 +43,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import yaml
-from jupyter_client.kernelspec import KernelSpecManager
 
 from slnl import experiments as ex
-from slnl import study
-from slnl.data.store import DATASETS, fingerprint
+from slnl import recipes, study
+from slnl.bench.reports import rows_of
+from slnl.bench.reproduce import render_time_to_reproduce, time_to_reproduce
+from slnl.data.store import DATASETS
+from slnl.study.cost import paper_tables
 from slnl.notebook_params import notebook_parameters
+from slnl.notebook_run import DEFAULT_KERNEL, kernel_name, resolve_value, run_notebook
 from slnl.utils import atomic_write_json, home, resolve_path
 
-DEFAULT_KERNEL = "python3"  # ipykernel's own: papermill's default, and the notebooks' kernelspec
 # Table order of `slnl reproduce`: a table comes after the one whose rows it shares (Table 4 CE = Table 3 CS-T,
 # Table 5 none = Table 4 SMFL, Table 6 Local = Table 5 rFA, Table 1/2's model = Table 6's adopted rows).
 ORDER = ("table3", "table4", "table5", "table6", "table1", "table2")
@@ -69,52 +67,6 @@ class UsageError(ValueError):
 # ----------------------------------------------------------------------------------------------------------------------
 # Helpers
 # ----------------------------------------------------------------------------------------------------------------------
-def resolve_value(text: str) -> Any:
-    """papermill's ``-p`` typing: ``None``, ``True``/``False``, int, float, otherwise the string."""
-    if text in ("None", "none", "null"):
-        return None
-    if text in ("True", "true"):
-        return True
-    if text in ("False", "false"):
-        return False
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
-def kernel_interpreter(name: str) -> str | None:
-    """The Python interpreter the Jupyter kernel ``name`` starts when papermill runs in this interpreter, or None if
-    its command is not a Python (``jupyter_client`` replaces a bare ``python``/``python3`` by ``sys.executable``)."""
-    argv = KernelSpecManager().get_kernel_spec(name).argv
-    if not argv:
-        return None
-    if argv[0] in ("python", f"python{sys.version_info[0]}", "python%d.%d" % sys.version_info[:2]):
-        return sys.executable
-    return argv[0] if "ipykernel" in " ".join(argv) else None
-
-
-def kernel_name(requested: str | None = None) -> str:
-    """The Jupyter kernel the notebooks run in: ``requested`` (default ``python3``), which must be installed.
-
-    ``python3`` normally runs this very interpreter (``sys.executable``), so any environment with slnl and ipykernel
-    installed runs the notebooks. A ``python3`` kernelspec of another interpreter can shadow it (a user-level one,
-    ``jupyter kernelspec list`` shows which wins); that is said in one line, since slnl may be missing there."""
-    have = KernelSpecManager().find_kernel_specs()
-    want = requested or DEFAULT_KERNEL
-    if want not in have:
-        raise SystemExit(f"slnl: Jupyter kernel {want!r} is not installed (installed: {', '.join(sorted(have))}); "
-                         f"--kernel {DEFAULT_KERNEL} runs this interpreter")
-    if want == DEFAULT_KERNEL:
-        exe = kernel_interpreter(want)
-        if exe is not None and os.path.abspath(exe) != os.path.abspath(sys.executable):
-            print(f"slnl: Jupyter kernel {want!r} ({have[want]}) runs {exe}, not this interpreter ({sys.executable})",
-                  file=sys.stderr)
-    return want
-
-
 def notebooks_dir(names: Sequence[str], given: str | os.PathLike | None = None) -> Path:
     """The folder holding the repository's notebooks ``names``: ``given`` (``--notebooks``) or ``./notebooks`` of the
     working directory. ``UsageError`` (one line) when one is missing."""
@@ -124,28 +76,6 @@ def notebooks_dir(names: Sequence[str], given: str | os.PathLike | None = None) 
         hint = "" if given else " (run from the slnl repository, or pass --notebooks DIR)"
         raise UsageError(f"no {', '.join(missing)} in {where}{hint}")
     return where
-
-
-def run_notebook(src: Path, dst: Path, params: dict[str, Any], kernel: str, env: dict[str, str] | None = None,
-                 log_path: Path | None = None, timeout: float | None = None) -> tuple[int, str]:
-    """Execute ``src`` with papermill into ``dst`` in a subprocess, with ``slnl.utils.home()`` as its working
-    directory; returns (exit code, tail of its output)."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    cwd = home()
-    cwd.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "papermill", str(src), str(dst), "-k", kernel, "--cwd", str(cwd),
-           "--no-progress-bar", "-y", yaml.safe_dump(params, default_flow_style=True).strip()]
-    log_path = log_path or dst.with_suffix(".log")
-    with open(log_path, "w") as log:
-        log.write("$ " + " ".join(cmd) + "\n")
-        log.flush()
-        try:
-            proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, timeout=timeout)
-            code = proc.returncode
-        except subprocess.TimeoutExpired:
-            code = 124
-    text = log_path.read_text(errors="replace")
-    return code, text[-4000:]
 
 
 def _record_failure(path: Path, key: str, info: dict[str, Any] | None) -> None:
@@ -212,8 +142,8 @@ def _table_params(params: dict[str, Any], notebooks: Sequence[Path]) -> dict[str
     params["results_dir"] = str(resolve_path(params.get("results_dir") or "results"))
     root = resolve_path(params.get("data_root"))
     params["data_root"] = str(root) if root is not None else None
-    if params.get("scale", "cpu") not in study.SCALES:
-        raise UsageError(f"unknown scale {params['scale']!r}; expected one of {', '.join(study.SCALES)}")
+    if params.get("scale", "cpu") not in recipes.SCALES:
+        raise UsageError(f"unknown scale {params['scale']!r}; expected one of {', '.join(recipes.SCALES)}")
     try:
         ex.parse_list(params.get("seeds", 0), int)
     except ValueError:
@@ -224,28 +154,27 @@ def _table_params(params: dict[str, Any], notebooks: Sequence[Path]) -> dict[str
 def row_tasks(selection: Sequence[tuple[ex.Table, Sequence[ex.Row]]], params: dict[str, Any], nb_dir: Path,
               log: Log = print) -> list[Task]:
     """A task per selected row that has a result file missing, in an order that trains a configuration shared by
-    several rows once: rows whose configurations all come earlier are moved to the end (they reuse)."""
-    results = Path(params["results_dir"])
-    store = study.resolve_store(params.get("dataset", "synthetic"), params.get("data_root"))
-    store_fp = fingerprint(store)
-    seeds = ex.parse_list(params.get("seeds", 0), int) or [0]
-    config = {k: params.get(k) for k in ("epochs", "batch_size", "max_steps_per_epoch")}
-    config.update(dataset=params.get("dataset", "synthetic"), scale=params.get("scale", "cpu"))
+    several rows once: rows whose configurations all come earlier are moved to the end (they reuse). The specs are
+    ``slnl.study.planning``'s, the notebooks' own plan, and "finished" is the study's ``Ledger``'s answer."""
+    fields = {f.name for f in dataclasses.fields(study.Options)}
+    options = study.Options(**{k: v for k, v in params.items() if k in fields})
+    store, store_fp = study.store_of(options)
+    ledger = study.Ledger(Path(params["results_dir"]), store, store_fp)
     seen: set[str] = set()
     first: list[Task] = []
     later: list[Task] = []
     for t, rows in selection:
-        splits = study.table_splits(t, store, params.get("split"))
         for r in rows:
-            cfgs = {(s, k): study.row_config(t, r, s, k, data_root=store, results_dir=results, **config)
-                    for s in splits for k in seeds}
-            paths = {sk: study.result_path(results, t, r, *sk) for sk in cfgs}
-            if not params.get("overwrite") and all(p.is_file() for p in paths.values()):
-                for sk, p in paths.items():  # this row's result on the data the store holds now, or refused here
-                    study.check_finished(json.loads(p.read_text()), p, cfgs[sk], store, store_fp)
+            specs = study.plan(t, [r], options)
+            # finished: every result file exists and is this row's result on the data the store holds now (else
+            # the ledger refuses here, before anything runs)
+            if not options.overwrite and all(s.result_path.is_file() for s in specs):
+                for s in specs:
+                    ledger.finished(s)
                 log(f"{t.name} {r.slug}: finished already (result files exist)")
                 continue
-            keys = {study.config_key(c) for c in cfgs.values()}
+            keys = {s.key for s in specs}
+            results = Path(params["results_dir"])
             nb = results / t.name / "notebooks" / f"{r.slug}.ipynb"
             task = Task(f"{t.name} {r.slug}", nb_dir / f"{t.name}.ipynb", nb, dict(params, rows=r.slug), key=r.slug,
                         failures=results / t.name / "failures.json", table=t.name)
@@ -421,6 +350,14 @@ def run_reproduce(plan: Plan, log: Log = print) -> int:
     return 0
 
 
+def estimate(bench_json: str | os.PathLike, seeds: int = 1) -> int:
+    """``slnl reproduce --estimate FILE``: hours per paper table and split at the measured rate (the runs from
+    ``slnl.study.cost``, the arithmetic ``slnl.bench.reproduce``'s)."""
+    doc = json.loads(resolve_path(bench_json).read_text())
+    print(render_time_to_reproduce(time_to_reproduce(rows_of(doc), paper_tables(seeds))), end="")
+    return 0
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Command line
 # ----------------------------------------------------------------------------------------------------------------------
@@ -452,7 +389,11 @@ def main(argv: list[str] | None = None) -> int:
                           "papermill; print where the tables and figures are.")
         ap.add_argument("--dataset", default="synthetic", choices=DATASETS)
         ap.add_argument("--data-root", default="", help="prepared store directory ('' = built-in synthetic set)")
-        ap.add_argument("--scale", default="cpu", choices=tuple(study.SCALES))
+        ap.add_argument("--scale", default="cpu", choices=recipes.SCALES,
+                        help="which recipe for the dataset (slnl.recipes; paper: the dataset's §4.1 recipe)")
+        ap.add_argument("--estimate", metavar="BENCH_JSON", default=None,
+                        help="print the hours of training the paper's tables take at the rate measured in this "
+                             "`slnl bench` file (runs × epochs × clips ÷ rate at §4.1's recipes), and exit")
         ap.add_argument("--seeds", default="0", help="e.g. 0 or 0,1,2")
         ap.add_argument("--device", default="auto")
         ap.add_argument("--results-dir", default="results")
@@ -467,6 +408,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kernel", default=DEFAULT_KERNEL, help="Jupyter kernel (default: %(default)s, this interpreter)")
     ap.add_argument("--notebooks", default=None, help="folder of the slnl notebooks (default: ./notebooks)")
     a = ap.parse_args(rest)
+    if cmd == "reproduce" and a.estimate:
+        return estimate(a.estimate, len(ex.parse_list(a.seeds, int)) or 1)
     try:
         if cmd == "sweep":
             plan = plan_sweep(a.table, _params(a.parameter), rows=a.rows, gpus=_gpus(a.gpus), jobs=a.jobs,

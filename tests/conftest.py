@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from slnl.utils import shared_data_dir
+from slnl.data import synthetic
+from slnl.utils import REPO_ROOT, shared_data_dir
 
 torch.set_num_threads(1)
 
@@ -13,3 +14,9 @@ def shared_data():
     if not d.is_dir():
         pytest.skip(f"real sample data not found at {d} (set SLNL_SHARED_DATA to the shared/data folder)")
     return d
+
+
+@pytest.fixture(scope="session")
+def synthetic_store():
+    """The built-in synthetic store (made once, in the repository's git-ignored results/data/synthetic)."""
+    return synthetic.ensure_default(REPO_ROOT / "results" / "data" / "synthetic")

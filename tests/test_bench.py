@@ -4,7 +4,6 @@ a known allocation, the device check is not blind."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import math
 import os
@@ -17,11 +16,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from slnl.bench import check, flops, measure, provenance, reports, reproduce, suites
+from slnl.bench import check, flops, gpu_train, measure, provenance, reports, reproduce, suites
 from slnl.bench import cli as bench_cli
 from slnl.bench.cli import main as bench_main
 from slnl.cli import main as slnl_main
-from slnl.engine import TrainConfig, fit
+from slnl.engine import fit
+from slnl.recipes import config_for
+from slnl.study.cost import paper_tables
 from slnl.engine import step as engine_step
 from test_engine_fit import make_tiny_store, tiny_config
 
@@ -48,7 +49,7 @@ def test_throughput_json_top_level(tiny_json):
     assert doc["torch"] == torch.__version__ and "commit" in doc and doc["model"]["input_shape"][0] == 2
     # What was timed: the engine's step of the preset's own TrainConfig (its loss, optimiser, learning rate).
     assert doc["step"] == "slnl.engine.step.TrainStep"
-    proto = TrainConfig(preset="cpu").resolve()
+    proto = config_for("cpu")
     for key in ("loss", "gamma", "m", "lr", "weight_decay", "sync_every", "accum_steps"):
         assert doc["train_config"][key] == getattr(proto, key), key
     # Internal consistency: samples/s is batch / median step time of exactly `steps` timed steps.
@@ -68,7 +69,7 @@ def test_throughput_json_top_level(tiny_json):
 
 
 def test_bench_fit_and_device_checks_run_one_step(tiny_store, tmp_path, monkeypatch):
-    """fit()'s loop, the benchmark's timed step and gpu_train_check's throughput all call the engine's TrainStep (a
+    """fit()'s loop, the benchmark's timed step and `slnl bench gpu-train`'s throughput all call the engine's TrainStep (a
     counter on it sees each of their steps), and the device check runs the engine's gradient pass itself."""
     calls: list[str] = []
     real = engine_step.TrainStep.__call__
@@ -82,10 +83,7 @@ def test_bench_fit_and_device_checks_run_one_step(tiny_store, tmp_path, monkeypa
     assert len(calls) == 3
     row = measure.measure(measure.BenchConfig(preset="cpu", batch_size=2, steps=2, warmup=1))
     assert len(calls) == 3 + 1 + 2 and row["train"]["loss_finite"]
-    spec = importlib.util.spec_from_file_location("gpu_train_check", REPO / "benchmarks" / "gpu_train_check.py")
-    gtc = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gtc)
-    gtc.throughput(dict(channels=(8, 8, 16, 16, 16, 16), T=16, new_joints=4, K=2), "cpu", 2, steps=2, warmup=1,
+    gpu_train.throughput(dict(channels=(8, 8, 16, 16, 16, 16), T=16, new_joints=4, K=2), "cpu", 2, steps=2, warmup=1,
                    device=torch.device("cpu"), precision="fp32", compile_=False)
     assert len(calls) == 6 + 3
     # the check and the FLOP count run the engine's forward and gradient pass, not copies of them
@@ -198,7 +196,7 @@ def test_time_to_reproduce(tmp_path, capsys):
         {"name": "f", "train_samples_per_s": 800.0, "config": {"preset": "ntu", "batch_size": 32},
          "train": {"loss_finite": False}},
     ]
-    tables = reproduce.paper_tables()
+    tables = paper_tables()
     t3 = experiments.TABLES["table3"]
     n3 = sum(r.runnable for r in t3.rows)
     cs = next(e for e in tables if e["table"] == "table3" and e["split"] == "xsub")
@@ -213,7 +211,7 @@ def test_time_to_reproduce(tmp_path, capsys):
 
     path = tmp_path / "r.json"
     path.write_text(json.dumps({"suite": "x", "results": rows}))
-    assert slnl_main(["bench", "time-to-reproduce", str(path)]) == 0
+    assert slnl_main(["reproduce", "--estimate", str(path)]) == 0
     out = capsys.readouterr().out
     assert "| table3 | ntu60 | xsub |" in out and "**total**" in out
 
@@ -393,12 +391,12 @@ def test_suite_runs_in_process_and_writes_its_file(tmp_path, monkeypatch):
 
 
 def test_device_script_dry_run_on_cpu(tmp_path):
-    """benchmarks/device_check.sh runs only on lent GPU machines; its CPU dry run keeps it from breaking unseen:
+    """slnl/bench/device_check.sh runs only on lent GPU machines; its CPU dry run keeps it from breaking unseen:
     every step ends ok and each step's file is written."""
     env = {**os.environ, "SLNL_DEVICE": "cpu", "SLNL_SUITE": "cpu-smoke", "SLNL_CHECK_PRESETS": "cpu",
            "SLNL_KERNEL_PRESETS": "cpu", "SLNL_KERNEL_STEPS": "2", "SLNL_KERNEL_CANDIDATE": "math",
            "OUT": str(tmp_path), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
-    r = subprocess.run(["bash", str(REPO / "benchmarks" / "device_check.sh")], env=env, capture_output=True,
+    r = subprocess.run(["bash", str(REPO / "slnl" / "bench" / "device_check.sh")], env=env, capture_output=True,
                        text=True, timeout=600)
     summary = r.stdout[r.stdout.index("device_check summary"):]
     for step in ("env", "import", "check", "kernels", "bench", "markdown"):

@@ -1,39 +1,42 @@
-"""TrainConfig: §4.1 protocol defaults, validation, YAML round trip, CLI precedence; metrics arithmetic."""
+"""TrainConfig: explicit (nothing looked up), validation, YAML round trip, CLI precedence; metrics arithmetic."""
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from slnl.engine.cli import config_from_args
-from slnl.engine.config import PROTOCOL, TrainConfig, config_diff, save_config
+from slnl.engine.config import TrainConfig, config_diff, save_config
 from slnl.engine.metrics import EvalAccumulator, topk_hits
+from slnl.recipes import RECIPES, config_for
 
 
-def test_presets_carry_the_papers_protocol():
-    # §4.1: Adam wd 5e-4, lr 1e-3 decayed ×0.98 (NTU) / ×0.95 (Kinetics) per epoch, 300/100 epochs, batch 32/128.
-    ntu = TrainConfig(preset="ntu").resolve()
-    assert (ntu.epochs, ntu.batch_size, ntu.lr, ntu.lr_decay, ntu.weight_decay) == (300, 32, 1e-3, 0.98, 5e-4)
-    kin = TrainConfig(preset="kinetics").resolve()
-    assert (kin.epochs, kin.batch_size, kin.lr, kin.lr_decay, kin.weight_decay) == (100, 128, 1e-3, 0.95, 5e-4)
-    assert (ntu.loss, ntu.gamma, ntu.m, ntu.split, ntu.model["m1"]) == ("SMFL", 2.0, 0.4, "xsub", 5)  # CS adopted
-    cpu = TrainConfig(preset="cpu").resolve()
-    assert (cpu.lr, cpu.weight_decay, cpu.loss) == (1e-3, 5e-4, "SMFL")
-    assert cpu.epochs < ntu.epochs and cpu.batch_size < ntu.batch_size
+def test_a_config_names_everything_it_trains_with():
+    # the fields that say what is trained have no default: the engine looks nothing up
+    required = {f.name for f in dataclasses.fields(TrainConfig) if f.default is dataclasses.MISSING
+                and f.default_factory is dataclasses.MISSING}
+    assert {"preset", "split", "loss", "gamma", "m", "epochs", "batch_size", "lr", "weight_decay", "lr_decay",
+            "eval_every", "bn_stats"} == required
+    full = config_for("cpu").to_dict()
+    with pytest.raises(ValueError, match=r"\['epochs'\] not set.*recipe"):
+        TrainConfig.from_dict({k: v for k, v in full.items() if k != "epochs"})
+    assert TrainConfig.from_dict(full) == config_for("cpu")
 
 
-def test_explicit_values_override_the_protocol():
-    c = TrainConfig(preset="ntu", epochs=3, lr=0.01, batch_size=8).resolve()
-    assert (c.epochs, c.lr, c.batch_size, c.lr_decay) == (3, 0.01, 8, PROTOCOL["ntu"]["lr_decay"])
-    assert c.eval_batch_size == 8
+def test_explicit_values_override_the_recipe():
+    c = config_for("ntu", epochs=3, lr=0.01, batch_size=8)
+    assert (c.epochs, c.lr, c.batch_size, c.lr_decay) == (3, 0.01, 8, RECIPES["ntu"].lr_decay)
+    assert c.eval_batch_size == 8  # the ntu recipe evaluates at the training batch
 
 
 @pytest.mark.parametrize("field,value,needle", [
-    ("preset", "imagenet", "preset"), ("loss", "MSE", "loss"), ("precision", "fp8", "precision"),
+    ("preset", "", "preset"), ("loss", "MSE", "loss"), ("precision", "fp8", "precision"),
     ("batch_size", 0, "batch_size"), ("lr_decay", 1.5, "lr_decay"), ("device", "tpu", "device"),
     ("accum_steps", 0, "accum_steps"), ("checkpoint_every_steps", -1, "checkpoint_every_steps"),
 ])
 def test_bad_values_are_rejected_by_name(field, value, needle):
     with pytest.raises(ValueError, match=needle):
-        TrainConfig(**{field: value}).resolve()
+        config_for("cpu").replace(**{field: value}).resolve()
 
 
 def test_unknown_fields_are_rejected_by_name(tmp_path):
@@ -49,7 +52,7 @@ def test_unknown_fields_are_rejected_by_name(tmp_path):
 
 
 def test_yaml_round_trip(tmp_path):
-    c = TrainConfig(preset="cpu", model={"channels": (8, 8, 16), "m1": 1}, seed=3, lr=0.5).resolve()
+    c = config_for("cpu", model={"channels": (8, 8, 16), "m1": 1}, seed=3, lr=0.5)
     save_config(c, tmp_path / "config.yaml", model_config={"channels": (8, 8, 16)})
     back = TrainConfig.load(tmp_path / "config.yaml")
     assert back.to_dict() == c.to_dict()
@@ -58,10 +61,10 @@ def test_yaml_round_trip(tmp_path):
 
 
 def test_default_run_dir_is_a_function_of_what_is_trained():
-    a = TrainConfig(preset="cpu", seed=1).resolve()
-    assert a.default_out() == TrainConfig(preset="cpu", seed=1, progress=True).resolve().default_out()
-    assert a.default_out() != TrainConfig(preset="cpu", seed=2).resolve().default_out()
-    assert a.default_out() != TrainConfig(preset="cpu", seed=1, model={"m1": 0}).resolve().default_out()
+    a = config_for("cpu", seed=1)
+    assert a.default_out() == config_for("cpu", seed=1, progress=True).default_out()
+    assert a.default_out() != config_for("cpu", seed=2).default_out()
+    assert a.default_out() != config_for("cpu", seed=1, model={"m1": 0}).default_out()
 
 
 def test_cli_flags_override_config_file(tmp_path):
@@ -71,17 +74,16 @@ def test_cli_flags_override_config_file(tmp_path):
                           "--model", "dropout=0", "--batch-size", "4", "--attention", "none", "--resume"])
     assert (c.preset, c.epochs, c.lr, c.batch_size, c.resume) == ("cpu", 2, 0.01, 4, True)
     assert c.model == {"m1": 0, "K": 3, "channels": [8, 8, 16], "dropout": 0, "attention": "none"}
-    # Flags not given keep the dataclass defaults (argparse must not inject its own defaults).
-    d = config_from_args(["--preset", "kinetics"])
-    assert d == TrainConfig(preset="kinetics")
+    # flags not given keep the recipe's values (argparse must not inject its own defaults)
+    assert config_from_args(["--preset", "kinetics"]) == config_for("kinetics")
 
 
 def test_cli_resume_starts_from_the_saved_config(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
-    save_config(TrainConfig(preset="cpu", epochs=4, lr=0.02, model={"K": 2}).resolve(), run / "config.yaml")
+    save_config(config_for("cpu", epochs=4, lr=0.02, model={"K": 2}), run / "config.yaml")
     c = config_from_args(["--out", str(run), "--resume", "--epochs", "6"])
-    # the saved config is the resolved one: it names the split's adopted M1 (xsub: 5) beside the override it was given
+    # the saved config is explicit: it names the split's adopted M1 (xsub: 5) beside the override it was given
     assert (c.preset, c.lr, c.epochs, c.model, c.resume) == ("cpu", 0.02, 6, {"K": 2, "m1": 5}, True)
 
 
@@ -120,5 +122,5 @@ def test_eval_accumulator_counts_add_up_across_shards():
 @pytest.mark.parametrize("loss,gamma,m", [("CE", 0.0, 0.0), ("FL", 2.0, 0.0), ("SMCE", 0.0, 0.4), ("SMFL", 2.0, 0.4)])
 def test_saved_config_names_only_the_parameters_the_loss_uses(loss, gamma, m):
     """make_loss ignores m for CE/FL and gamma for CE/SMCE; the resolved (saved) config must say what was trained."""
-    cfg = TrainConfig(preset="cpu", loss=loss, gamma=2.0, m=0.4).resolve()
+    cfg = config_for("cpu", loss=loss, gamma=2.0, m=0.4)
     assert (cfg.gamma, cfg.m) == (gamma, m)

@@ -17,6 +17,7 @@ from slnl.data.store import write_store
 from slnl.engine import NonFiniteLossError, TrainConfig, evaluate, fit, resume
 from slnl.engine import checkpoint as ckpt
 from slnl.engine.metrics import TEST, TEST_TOP1
+from slnl.recipes import config_for
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_MODEL = dict(channels=(8, 8, 16, 16, 16, 16), T=16, new_joints=4, K=2)
@@ -46,12 +47,12 @@ def tiny_store(tmp_path_factory):
     return make_tiny_store(tmp_path_factory.mktemp("tiny_store"))
 
 
-def tiny_config(store, out, **kw) -> dict:
+def tiny_config(store, out, **kw) -> TrainConfig:
+    """The cpu recipe on the tiny store with a tiny model: two epochs at batch 8, deterministic, quiet."""
     model = dict(TINY_MODEL, **kw.pop("model", {}))
-    base = dict(preset="cpu", model=model, data=str(store), out=str(out), epochs=2, batch_size=8,
-                deterministic=True, progress=False)
+    base = dict(data=str(store), out=str(out), epochs=2, batch_size=8, deterministic=True, progress=False)
     base.update(kw)
-    return base
+    return config_for("cpu", model=model, **base)
 
 
 def params(path) -> dict:
@@ -137,6 +138,7 @@ def test_run_directory_and_result(tiny_store, tmp_path):
     assert r["store_fingerprint"] == r["config"]["store_fingerprint"] == fp
     assert ckpt.load(run / "last.pt")["config"]["store_fingerprint"] == fp
     assert r["software"]["torch"] == torch.__version__ and r["device"]["type"] == "cpu"
+    assert r["device"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()  # float results repeat on the same
     # Exponential decay per epoch, as in §4.1.
     assert [h["lr"] for h in r["metrics"]] == pytest.approx([2e-3, 1e-3, 5e-4])
     # metrics.jsonl == history; metrics.csv has one row per epoch with the same numbers.
@@ -208,11 +210,11 @@ def test_finished_runs_are_protected_and_returned(tiny_store, tmp_path):
     mtime = (run / "last.pt").stat().st_mtime_ns
     with pytest.raises(FileExistsError, match="finished run"):
         fit(cfg)
-    again = fit(dict(cfg, resume=True))  # returns the stored result, trains nothing
+    again = fit(cfg.replace(resume=True))  # returns the stored result, trains nothing
     assert again.result == first.result and (run / "last.pt").stat().st_mtime_ns == mtime
     with pytest.raises(ValueError, match="lr: saved 0.001, now 0.5"):
-        fit(dict(cfg, resume=True, lr=0.5))
-    third = fit(dict(cfg, overwrite=True, seed=1))
+        fit(cfg.replace(resume=True, lr=0.5))
+    third = fit(cfg.replace(overwrite=True, seed=1))
     assert third.result["config"]["seed"] == 1 and (run / "last.pt").stat().st_mtime_ns != mtime
 
 
@@ -287,7 +289,7 @@ def test_nonfinite_loss_stops_with_epoch_and_step_and_keeps_the_last_good_checkp
 
 
 def test_huge_learning_rate_is_caught(tiny_store, tmp_path):
-    with pytest.raises(NonFiniteLossError, match=r"non-finite training loss .* at epoch \d+, step \d+"):
+    with pytest.raises(NonFiniteLossError, match=r"non-finite training step .* at epoch \d+, step \d+"):
         fit(tiny_config(tiny_store, tmp_path / "run", lr=1e30, epochs=3))
 
 
@@ -432,13 +434,13 @@ def test_sync_every_acts_on_a_stop_signal_at_the_next_step(tiny_store, tmp_path,
 
 def test_sync_every_and_compile_mode_are_validated():
     with pytest.raises(ValueError, match="sync_every"):
-        TrainConfig(sync_every=0).validate()
+        config_for("cpu").replace(sync_every=0).validate()
     with pytest.raises(ValueError, match="fp16"):
-        TrainConfig(sync_every=4, precision="fp16").validate()
+        config_for("cpu").replace(sync_every=4, precision="fp16").validate()
     with pytest.raises(ValueError, match="needs compile=True"):
-        TrainConfig(compile_mode="reduce-overhead").validate()
+        config_for("cpu").replace(compile_mode="reduce-overhead").validate()
     with pytest.raises(ValueError, match="compile_mode"):
-        TrainConfig(compile=True, compile_mode="fastest").validate()
+        config_for("cpu").replace(compile=True, compile_mode="fastest").validate()
 
 
 @pytest.mark.parametrize("first,then", [(dict(), dict(sync_every=4)), (dict(sync_every=8), dict())])
@@ -459,8 +461,8 @@ def test_resume_may_change_sync_every_and_the_optimizer_implementation(tiny_stor
 
 
 def test_sync_every_resolves_to_fused_adam_in_the_saved_config():
-    assert TrainConfig(sync_every=4).resolve().fused_adam is True
-    assert TrainConfig().resolve().fused_adam is False
+    assert config_for("cpu", sync_every=4).fused_adam is True
+    assert config_for("cpu").fused_adam is False
 
 
 def test_compiled_training_with_cuda_graph_mode_and_deferred_sync_runs_end_to_end(tiny_store, tmp_path):

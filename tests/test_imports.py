@@ -1,7 +1,7 @@
 """The package's import structure (docs/design.md): no module imports another that (directly or not) imports it back
 at import time, and the arrows that must never exist do not — models, losses and data know nothing of training; the
-engine knows nothing of who runs, measures or tabulates it (it reads the paper's adopted settings from
-``slnl.experiments``, which is data); the paper as data imports nothing that runs."""
+engine takes an explicit configuration and knows nothing above it (recipes, the paper, who runs, measures or tabulates
+it), its command-line entry aside; the paper as data imports nothing that runs."""
 from __future__ import annotations
 
 import ast
@@ -76,16 +76,22 @@ def test_no_import_cycle_between_package_modules():
 
 # Who may not import whom, anywhere in the module (functions included): (importer prefix, forbidden prefixes).
 FORBIDDEN: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("slnl.models", ("slnl.engine", "slnl.bench", "slnl.experiments", "slnl.study", "slnl.report", "slnl.sweep")),
-    ("slnl.data", ("slnl.engine", "slnl.bench", "slnl.models", "slnl.experiments", "slnl.study", "slnl.report",
-                   "slnl.sweep")),
-    ("slnl.losses", ("slnl.engine", "slnl.bench", "slnl.experiments", "slnl.study", "slnl.report", "slnl.sweep")),
-    ("slnl.engine", ("slnl.bench", "slnl.report", "slnl.study", "slnl.sweep")),  # slnl.experiments: allowed
-    ("slnl.experiments", ("slnl.engine", "slnl.study", "slnl.report", "slnl.bench", "slnl.sweep", "slnl.models")),
-    ("slnl.bench", ("slnl.report", "slnl.sweep")),
+    ("slnl.models", ("slnl.engine", "slnl.bench", "slnl.experiments", "slnl.recipes", "slnl.study", "slnl.report",
+                     "slnl.sweep")),
+    ("slnl.data", ("slnl.engine", "slnl.bench", "slnl.models", "slnl.experiments", "slnl.recipes", "slnl.study",
+                   "slnl.report", "slnl.sweep")),
+    ("slnl.losses", ("slnl.engine", "slnl.bench", "slnl.experiments", "slnl.recipes", "slnl.study", "slnl.report",
+                     "slnl.sweep")),
+    ("slnl.experiments", ("slnl.engine", "slnl.recipes", "slnl.study", "slnl.report", "slnl.bench", "slnl.sweep",
+                          "slnl.models")),
+    ("slnl.recipes", ("slnl.study", "slnl.report", "slnl.bench", "slnl.sweep")),
+    ("slnl.bench", ("slnl.report", "slnl.sweep", "slnl.study", "slnl.experiments")),
     ("slnl.study", ("slnl.report", "slnl.sweep", "slnl.bench")),
     ("slnl.report", ("slnl.sweep", "slnl.bench", "slnl.study")),
 )
+# The engine takes an explicit TrainConfig and imports nothing above it; its command-line entry alone builds one from
+# a recipe and a paper row.
+ENGINE_ABOVE = ("slnl.experiments", "slnl.recipes", "slnl.study", "slnl.sweep", "slnl.report", "slnl.bench")
 
 
 def _under(name: str, prefix: str) -> bool:
@@ -97,9 +103,11 @@ def test_import_arrows_that_must_never_exist():
         for m in (m for m in MODULES if _under(m, importer)):
             hits = sorted(n for n in imported_modules(m, module_level_only=False) if any(_under(n, b) for b in bad))
             assert not hits, f"{m} imports {hits}"
-    # The engine reads the paper's adopted settings (a legitimate arrow), and the step is the bottom of the engine:
-    # the benchmark imports it without the loop.
-    assert "slnl.experiments" in imported_modules("slnl.engine.config", module_level_only=True)
+    for m in (m for m in MODULES if _under(m, "slnl.engine") and m != "slnl.engine.cli"):
+        hits = sorted(n for n in imported_modules(m, module_level_only=False) if any(_under(n, b) for b in ENGINE_ABOVE))
+        assert not hits, f"{m} imports {hits}"
+    assert "slnl.recipes" in imported_modules("slnl.engine.cli", module_level_only=True)  # the walk sees the entry
+    # The step is the bottom of the engine: the benchmark imports it without the loop.
     step = imported_modules("slnl.engine.step", module_level_only=False)
     assert not {"slnl.engine.trainer", "slnl.engine.fit", "slnl.engine.evaluation"} & step
 

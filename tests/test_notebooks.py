@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from slnl import sweep
+from slnl import notebook_run, sweep
 from slnl.notebook_params import parameter_names
 from slnl.utils import REPO_ROOT, resolve_path
 
@@ -233,10 +233,10 @@ def test_notebooks_run_where_only_the_python3_kernel_exists(tmp_path):
 
 
 def test_kernel_name_defaults_to_python3_and_refuses_a_missing_kernel(capsys):
-    assert sweep.kernel_name() == "python3" == sweep.kernel_name("python3")
-    assert sweep.kernel_interpreter("python3") == sys.executable
+    assert notebook_run.kernel_name() == "python3" == notebook_run.kernel_name("python3")
+    assert notebook_run.kernel_interpreter("python3") == sys.executable
     with pytest.raises(SystemExit, match=r"Jupyter kernel 'no-such-kernel' is not installed \(installed: .*python3"):
-        sweep.kernel_name("no-such-kernel")
+        notebook_run.kernel_name("no-such-kernel")
 
 
 def test_table_notebooks_write_results(tmp_path, shared_data):

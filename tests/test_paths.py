@@ -15,7 +15,7 @@ import pytest
 from slnl import utils
 from slnl.data import synthetic
 from slnl.engine import cli, evaluate
-from slnl.engine.config import TrainConfig
+from slnl.recipes import config_for
 from slnl.utils import REPO_ROOT
 
 
@@ -27,7 +27,7 @@ def test_relative_paths_follow_the_working_directory_or_slnl_home(tmp_path, monk
     assert utils.resolve_path("results") == tmp_path / "results" and utils.resolve_path(None) is None
     assert utils.resolve_path("/abs/x") == Path("/abs/x") and utils.resolve_path("~/x") == Path.home() / "x"
     assert synthetic.default_root() == tmp_path / "results" / "data" / "synthetic"
-    out = TrainConfig(preset="cpu", loss="CE", split="xsub").resolve().default_out()
+    out = config_for("cpu", "xsub", loss="CE").default_out()
     assert out.parent == tmp_path / "results" / "runs"
     assert utils.portable(tmp_path / "results" / "runs" / "a") == "results/runs/a"
     assert utils.portable("/elsewhere/b") == "/elsewhere/b"
@@ -36,10 +36,10 @@ def test_relative_paths_follow_the_working_directory_or_slnl_home(tmp_path, monk
     monkeypatch.setenv("SLNL_HOME", str(home))
     assert utils.home() == home and utils.resolve_path("results") == home / "results"
     assert synthetic.default_root() == home / "results" / "data" / "synthetic"
-    assert TrainConfig(preset="cpu", loss="CE", split="xsub").resolve().default_out().parent == home / "results/runs"
+    assert config_for("cpu", "xsub", loss="CE").default_out().parent == home / "results/runs"
     assert utils.portable(home / "results" / "x.json") == "results/x.json"
     monkeypatch.setenv("SLNL_RUNS_DIR", "scratch/runs")  # relative: to the same place
-    assert TrainConfig(preset="cpu", loss="CE", split="xsub").resolve().default_out().parent == home / "scratch/runs"
+    assert config_for("cpu", "xsub", loss="CE").default_out().parent == home / "scratch/runs"
 
 
 def test_command_line_paths_follow_the_same_rule(tmp_path, monkeypatch):
@@ -129,8 +129,8 @@ def test_installed_wheel_writes_under_the_working_directory_only(installed, tmp_
     assert sorted(p.name for p in work.iterdir()) == ["results"]
 
     home = tmp_path / "home"
-    probe = ("from slnl.data import synthetic\nfrom slnl.engine.config import TrainConfig\n"
-             "print(synthetic.default_root()); print(TrainConfig(preset='cpu').resolve().default_out().parent)")
+    probe = ("from slnl.data import synthetic\nfrom slnl.recipes import config_for\n"
+             "print(synthetic.default_root()); print(config_for('cpu').default_out().parent)")
     moved = _run(installed, work, "-c", probe, SLNL_HOME=str(home))
     assert moved.stdout.splitlines() == [str(home / "results/data/synthetic"), str(home / "results/runs")], moved.stderr
 

@@ -81,12 +81,14 @@ def test_learning_curves_keep_each_loss_function_apart(tmp_path):
 
 
 def test_loss_label_names_the_loss_that_trains():
-    # The parameters a loss does not use are not shown (slnl.losses.LOSS_PARAMS); unset m is the split's adopted m.
+    # The parameters a loss does not use are not shown (slnl.losses.LOSS_PARAMS).
     assert rp.loss_label({"loss": "CE", "gamma": 2.0, "m": 0.4}) == "CE"
     assert rp.loss_label({"loss": "FL", "gamma": 1.0}) == "FL(1,)"
     assert rp.loss_label({"loss": "SMCE", "m": 0.2}) == "SMCE(,0.2)"
-    assert rp.loss_label({"loss": "SMFL"}, "CS") == f"SMFL(2,{ex.adopted('CS')['m']:g})" == "SMFL(2,0.4)"
-    assert rp.loss_label({"loss": "SMFL"}, "CV") == "SMFL(2,0.6)"
+    # a row's label is what the row trains on that split (Table 1's final model: SMFL at the split's adopted m)
+    for split in ("CS", "CV"):
+        assert rp.loss_label(ex.row_settings("table1", "slnl-rfa", split)) == f"SMFL(2,{ex.adopted(split)['m']:g})"
+    assert ex.adopted("CV")["m"] == 0.6
 
 
 def test_learning_curves_name_single_stream_rows(tmp_path):

@@ -14,8 +14,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from slnl import study, sweep
-from slnl.data import synthetic
+from slnl import recipes, study, sweep
 from slnl.utils import REPO_ROOT
 
 NB = REPO_ROOT / "notebooks"
@@ -48,11 +47,6 @@ def test_unknown_table_is_one_line_from_the_command_line(tmp_path):
     assert _tree(tmp_path) == []
 
 
-@pytest.fixture(scope="module")
-def synthetic_store() -> Path:
-    return synthetic.ensure_default(REPO_ROOT / "results" / "data" / "synthetic")
-
-
 def test_bad_input_is_checked_once_before_anything_runs(tmp_path, monkeypatch, capsys, synthetic_store):
     """Each problem is one line on stderr (no traceback), exit 2, and the working directory stays empty: nothing
     is created before the tables, rows, parameters, notebooks, store and splits have all been checked."""
@@ -78,7 +72,7 @@ def test_bad_input_is_checked_once_before_anything_runs(tmp_path, monkeypatch, c
         (["sweep", "table4", "-p", "M1", "3", *nbs], "unknown notebook parameter(s) ['M1']; table4.ipynb takes "
                                                      "['rows', 'dataset',"),
         (["sweep", "table4", "-p", "scale", "huge", *nbs],
-         f"unknown scale 'huge'; expected one of {', '.join(study.SCALES)}"),
+         f"unknown scale 'huge'; expected one of {', '.join(recipes.SCALES)}"),
         (["sweep", "table4", "--jobs", "0", *nbs], "--jobs: expected a number of processes >= 1, got 0"),
     ]
     for argv, message in cases:

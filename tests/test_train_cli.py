@@ -18,7 +18,8 @@ from slnl import study
 from slnl.data import synthetic
 from slnl.data.store import write_store
 from slnl.engine import cli
-from slnl.engine.config import TrainConfig, as_config
+from slnl.engine.config import TrainConfig
+from slnl.recipes import config_for
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -45,7 +46,9 @@ def test_dry_run_shows_the_adopted_m_and_m1_of_the_split(capsys, args, split, m,
     cfg = _dry(capsys, *args)
     assert (cfg["preset"], cfg["split"], cfg["m"], cfg["model"]["m1"]) == ("ntu", split, m, m1)
     # every TrainConfig field is shown, with "auto" precision resolved for this machine's device
-    assert set(cfg) == set(TrainConfig().to_dict())
+    assert set(cfg) == set(config_for("ntu").to_dict()) | {"model_config"}
+    # and every field of the model that would be built
+    assert (cfg["model_config"]["m1"], cfg["model_config"]["new_joints"]) == (m1, 64)
     expected = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
     assert cfg["precision"] == expected
 
@@ -82,7 +85,7 @@ def test_bad_row_is_one_clear_line(capsys, row, needle):
 @pytest.mark.parametrize("split", ["CS", "CV", "xsub", "xview"])
 def test_unset_m_and_m1_follow_the_split(preset, split):
     """The cpu preset (the synthetic stand-in, splits xsub/xview) follows the NTU rule."""
-    cfg = TrainConfig(preset=preset, split=split).resolve()
+    cfg = config_for(preset, split)
     want = ex.ADOPTED[ex.split_label(split)]
     assert (cfg.m, cfg.model["m1"]) == (want["m"], want["m1"])
     # the one place: Table 1's adopted row on that split
@@ -93,61 +96,71 @@ def test_unset_m_and_m1_follow_the_split(preset, split):
 def test_default_split_is_cs_and_its_adopted_model_is_the_default_model():
     from slnl.models import PRESETS
 
-    cfg = TrainConfig().resolve()
+    cfg = config_for()
     assert (cfg.split, cfg.m, cfg.model["m1"]) == ("xsub", 0.4, 5)
     # build() without a split builds what training on the default split trains: Table 1's CS model
     assert all(PRESETS[p].m1 == ex.ADOPTED["CS"]["m1"] for p in ("ntu", "kinetics", "cpu"))
 
 
 def test_kinetics_takes_table_2s_row():
-    cfg = TrainConfig(preset="kinetics").resolve()
+    cfg = config_for("kinetics")
     row = ex.row_settings("table2", "slnl-rfa", "default")
     assert (cfg.split, cfg.m, cfg.model["m1"]) == ("default", row["m"], row["model"]["m1"]) == ("default", 0.4, 5)
 
 
 def test_explicit_values_win_over_the_split(tmp_path, capsys):
-    assert (TrainConfig(split="CV", m=0.2).resolve().m, TrainConfig(split="CV", model={"m1": 6}).resolve().model) \
-        == (0.2, {"m1": 6})
+    assert (config_for("ntu", "CV", m=0.2).m, config_for("ntu", "CV", model={"m1": 6}).model) == (0.2, {"m1": 6})
     cfg = _dry(capsys, "--preset", "ntu", "--split", "CV", "--m", "0.5", "--m1", "1")
     assert (cfg["m"], cfg["model"]["m1"]) == (0.5, 1)
     f = tmp_path / "c.yaml"
     f.write_text("preset: cpu\nsplit: CV\nm: 0.3\nmodel: {m1: 4}\n")
     cfg = _dry(capsys, "--config", str(f))
     assert (cfg["m"], cfg["model"]["m1"]) == (0.3, 4)
-    # a dict given to fit() resolves through the same path
-    c = as_config({"preset": "cpu", "split": "CV"}).resolve()
-    assert (c.m, c.model["m1"]) == (0.6, 3)
-    c = as_config({"preset": "cpu", "split": "CV", "m": 0.1, "model": {"m1": 2}}).resolve()
-    assert (c.m, c.model["m1"]) == (0.1, 2)
+    # fit() takes an explicit TrainConfig and nothing else
+    with pytest.raises(TypeError, match="expected a TrainConfig.*config_for"):
+        from slnl.engine import fit
+        fit({"preset": "cpu", "split": "CV"})
 
 
 def test_margin_free_losses_and_local_models_say_so():
-    assert TrainConfig(split="CV", loss="CE").resolve().m == 0.0  # CE has no margin, whatever the split
-    assert TrainConfig(split="CV", model={"affinity": "Local"}).resolve().model["m1"] == 0  # no SLnL block
+    assert config_for("ntu", "CV", loss="CE").m == 0.0  # CE has no margin, whatever the split
+    assert config_for("ntu", "CV", model={"affinity": "Local"}).model["m1"] == 0  # no SLnL block
 
 
 def test_a_model_too_shallow_for_the_adopted_m1_is_a_clear_error():
     with pytest.raises(ValueError, match=r"model.m1: the adopted M1 = 5 on split 'xsub' needs at least 5 blocks"):
-        TrainConfig(preset="cpu", model={"channels": [8, 8, 16]}).resolve()
-    assert TrainConfig(preset="cpu", model={"channels": [8, 8, 16], "m1": 2}).resolve().model["m1"] == 2
+        config_for("cpu", model={"channels": [8, 8, 16]})
+    assert config_for("cpu", model={"channels": [8, 8, 16], "m1": 2}).model["m1"] == 2
 
 
 def test_resolve_is_idempotent_and_rejects_a_negative_margin():
-    cfg = TrainConfig(preset="cpu", split="CV").resolve()
+    cfg = config_for("cpu", "CV")
     assert cfg.resolve() == cfg
     with pytest.raises(ValueError, match="m: expected a margin >= 0"):
-        TrainConfig(m=-0.1).resolve()
+        config_for("cpu", m=-0.1)
 
 
 # ------------------------------------------------------------------------------------------------------------ --row
-@pytest.mark.parametrize("row", [r.slug for r in ex.rows("table6")])
+_PLACEMENT = {"data", "out", "device", "overwrite", "progress", "resume"}
+
+
+@pytest.mark.parametrize("table", list(ex.TABLES))
 @pytest.mark.parametrize("split", ["CS", "CV"])
-def test_row_trains_exactly_the_rows_configuration(capsys, row, split):
-    cfg = _dry(capsys, "--row", f"table6/{row}", "--split", split)
-    want = study.row_config("table6", row, split, scale="paper")  # what run_table trains for that row
-    for k in ("preset", "loss", "gamma", "m", "split", "epochs", "batch_size"):
-        assert cfg[k] == want[k], k
-    assert cfg["model"] == want["model"]
+def test_cli_notebooks_and_fit_resolve_the_same_configuration(table, split, synthetic_store):
+    """For every runnable row of every table on each split: `slnl train --row` (the CLI), the study's plan (what the
+    table notebooks and `slnl sweep` run) and fit()'s own resolution give the same full configuration."""
+    t = ex.table(table)
+    if not t.metric_by_split and split == "CV":
+        pytest.skip("Kinetics' table has one split")
+    options = study.Options(dataset="synthetic", data_root=synthetic_store, scale="paper")
+    for r in ex.rows(t):
+        label = ex.split_label(split) if t.metric_by_split else "default"
+        cli_cfg = cli.config_from_args(["--row", f"{t.name}/{r.slug}", "--split", ex.store_split(label)])
+        planned = study.spec(t, r, label, 0, options, synthetic_store).config
+        a, b = cli_cfg.to_dict(), planned.to_dict()
+        assert {k: a[k] for k in a if k not in _PLACEMENT} == {k: b[k] for k in b if k not in _PLACEMENT}, r.slug
+        assert planned.resolve() == planned  # what fit() resolves it to: the same
+        assert cli_cfg.model == ex.row_settings(t, r, label)["model"]
 
 
 def test_row_defaults_to_the_tables_protocol_and_flags_override_single_fields(capsys):
@@ -198,9 +211,9 @@ def test_fit_writes_the_resolved_m_and_m1_into_config_yaml(tmp_path):
     from slnl.engine import fit
 
     store = _two_split_store(tmp_path / "store")
-    res = fit({"preset": "cpu", "data": str(store), "split": "CV", "out": str(tmp_path / "run"), "epochs": 1,
-               "batch_size": 8, "max_steps_per_epoch": 1, "progress": False,
-               "model": {"channels": [8, 8, 8, 8, 8, 8], "T": 16, "new_joints": 4, "K": 2}})
+    res = fit(config_for("cpu", "CV", data=str(store), out=str(tmp_path / "run"), epochs=1, batch_size=8,
+                         max_steps_per_epoch=1, progress=False,
+                         model={"channels": [8, 8, 8, 8, 8, 8], "T": 16, "new_joints": 4, "K": 2}))
     saved = yaml.safe_load((Path(res.run_dir) / "config.yaml").read_text())
     assert (saved["split"], saved["m"], saved["model"]["m1"]) == ("xview", 0.6, 3)
     assert saved["model_config"]["m1"] == 3  # ... and the model that was built has M1 = 3

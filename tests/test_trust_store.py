@@ -92,7 +92,7 @@ def test_python_resume_checks_the_saved_fingerprint_and_a_given_one_must_match(t
     fit(cfg)
     make_tiny_store(store, seed=1)  # other data, same directory
     with pytest.raises(StoreChangedError, match=f"not the store run {run} used"):
-        fit(dict(cfg, resume=True))
+        fit(cfg.replace(resume=True))
     with pytest.raises(StoreChangedError, match="not the store run"):
         evaluate(run)
     saved = TrainConfig.load(run / "config.yaml")

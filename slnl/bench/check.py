@@ -9,7 +9,7 @@ from typing import Any, Callable
 import torch
 
 from slnl.bench.provenance import header
-from slnl.engine.config import TrainConfig
+from slnl import recipes
 from slnl.engine.step import build_model, forward, gradients, loss_of
 from slnl.models import NONLOCAL_IMPLS, PRESETS, NonLocal
 
@@ -66,7 +66,7 @@ def check_device(device: str = "cuda", presets: tuple[str, ...] = ("cpu", "ntu")
     try:
         for preset in presets:
             depth = len(PRESETS[preset].channels)
-            cfg = TrainConfig(preset=preset, model=dict(m1=depth, dropout=0.0, nonlocal_impl="reference")).resolve()
+            cfg = recipes.config_for(preset, model=dict(m1=depth, dropout=0.0, nonlocal_impl="reference"))
             torch.manual_seed(cfg.seed)
             base = build_model(cfg)
             for mod in base.modules():

@@ -5,8 +5,9 @@
     slnl bench suite NAME [--device cuda --budget-s 180]        a named list of configurations, with its goal
     slnl bench flops --preset ntu                               FLOPs per clip, by part and operator (no timing)
     slnl bench check [--device cuda]                            the device against a float64 CPU reference
-    slnl bench time-to-reproduce FILE                           hours per paper table from a measured rate
     slnl bench table [--md results/bench/README.md]             regenerate the table of all results
+    slnl bench gpu-train [--tiny --engine --compile]            the GPU training check: throughput, CUDA vs CPU, fit()
+    slnl bench kernels [--device cuda]                          is cuDNN attention safe for this model yet?
 
 Measurements are written as JSON (``--json``, or ``results/bench/<suite>.json`` for a suite); ``--md`` (or ``slnl
 bench table``) regenerates ``results/bench/README.md`` from every JSON file beside it.
@@ -14,26 +15,30 @@ bench table``) regenerates ``results/bench/README.md`` from every JSON file besi
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from typing import Any
 
 import torch
 
+from slnl.bench import gpu_train, kernels
 from slnl.bench.check import check_device
 from slnl.bench.flops import flops_report, render_flops
 from slnl.bench.measure import PRECISIONS, BenchConfig, measure_isolated, safe_measure
 from slnl.bench.provenance import header
 from slnl.bench.reports import BENCH_DIR, one_line, rows_of, write_markdown
-from slnl.bench.reproduce import paper_tables, render_time_to_reproduce, time_to_reproduce
 from slnl.bench.suites import SUITES, run_suite
 from slnl.engine.cli import model_override
-from slnl.engine.config import COMPILE_MODES, PROTOCOL
+from slnl.engine.config import COMPILE_MODES
 from slnl.engine.step import check_model
-from slnl.models import NONLOCAL_IMPLS
+from slnl.models import NONLOCAL_IMPLS, PRESETS
 from slnl.models.nonlocal_ import RECOMPUTE
+from slnl.recipes import RECIPES
 from slnl.utils import atomic_write_json, resolve_path
+
+
+# The GPU window's checks, each with its own options (``slnl/bench/device_check.sh`` runs them).
+SCRIPTS = {"gpu-train": gpu_train, "kernels": kernels}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,9 +51,10 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument("--md", default=None, help="then regenerate this markdown table from all *.json beside it")
 
     t = sub.add_parser("throughput", help="time one configuration's training step: samples/s, memory, FLOPs, MFU")
-    t.add_argument("--preset", default="cpu", choices=sorted(PROTOCOL), help="model preset (default cpu)")
+    t.add_argument("--preset", default="cpu", choices=sorted(PRESETS),
+                   help="model preset, trained with its recipe of the same name (default cpu)")
     t.add_argument("--batch-size", type=int, default=None,
-                   help="batch size (default: 4 on CPU, the preset's protocol batch on CUDA)")
+                   help="batch size (default: 4 on CPU, the recipe's batch on CUDA)")
     t.add_argument("--m1", type=int, default=None, help="number of SLnL blocks (default: the preset's)")
     t.add_argument("--model", type=model_override, action="append", default=[], metavar="KEY=VALUE",
                    help="any other ModelConfig field, e.g. MSR Action3D's shape: --model num_joints=20 --model "
@@ -81,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     out_args(s)
 
     f = sub.add_parser("flops", help="FLOPs per clip by part and operator (any device: no timing)")
-    f.add_argument("--preset", default="ntu", choices=sorted(PROTOCOL))
+    f.add_argument("--preset", default="ntu", choices=sorted(PRESETS))
     f.add_argument("--m1", type=int, default=None)
     f.add_argument("--json", default=None, help="write the report here (atomic)")
 
@@ -91,12 +97,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--batch-size", type=int, default=2)
     c.add_argument("--json", default=None, help="write the report here (atomic)")
 
-    r = sub.add_parser("time-to-reproduce", help="hours of training per paper table from a measured rate")
-    r.add_argument("file", help="a bench JSON (one configuration or a suite)")
-    r.add_argument("--seeds", type=int, default=1, help="seeds per row (default 1)")
-
     m = sub.add_parser("table", help="regenerate the markdown table from every result JSON beside it")
     m.add_argument("--md", default=f"{BENCH_DIR}/README.md")
+    for name, mod in SCRIPTS.items():  # their own parsers: `slnl bench NAME -h`
+        sub.add_parser(name, help=mod.__doc__.split("\n")[0].rstrip("."), add_help=False)
     return p
 
 
@@ -111,13 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "bench":
         argv = argv[1:]
+    if argv and argv[0] in SCRIPTS:
+        return SCRIPTS[argv[0]].main(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
 
-    if args.command == "time-to-reproduce":
-        doc = json.loads(resolve_path(args.file).read_text())
-        print(render_time_to_reproduce(time_to_reproduce(rows_of(doc), paper_tables(args.seeds))), end="")
-        return 0
     if args.command == "table":
         print(f"wrote {write_markdown(args.md)}")
         return 0
@@ -141,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
         bs = args.batch_size
         if bs is None:
-            bs = PROTOCOL[args.preset]["batch_size"] if device.startswith("cuda") else 4
+            bs = RECIPES[args.preset].batch_size if device.startswith("cuda") else 4
         try:
             cfg = BenchConfig(preset=args.preset, batch_size=bs, m1=args.m1, model=dict(args.model),
                               nonlocal_impl=args.nonlocal_impl, recompute=args.recompute, precision=args.precision,

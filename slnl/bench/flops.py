@@ -18,8 +18,8 @@ from typing import Any, Callable
 import torch
 from torch.utils import flop_counter as fc
 
+from slnl import recipes
 from slnl.bench.provenance import header
-from slnl.engine.config import TrainConfig
 from slnl.engine.step import build_model, forward, gradients, loss_of
 from slnl.models import NonLocal
 
@@ -155,7 +155,7 @@ def flop_breakdown(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, los
 def flops_report(preset: str, m1: int | None = None) -> dict[str, Any]:
     """``flop_breakdown`` of one clip of ``preset``'s training configuration (random input), with the totals.
     Model FLOPs: the fused non-local's selective recomputation is switched off (``recompute="never"``)."""
-    cfg = TrainConfig(preset=preset, model={"recompute": "never", **({} if m1 is None else {"m1": m1})}).resolve()
+    cfg = recipes.config_for(preset, model={"recompute": "never", **({} if m1 is None else {"m1": m1})})
     torch.manual_seed(cfg.seed)
     model = build_model(cfg).train()
     c = model.config

@@ -5,7 +5,7 @@
   makes its model, loss and optimiser exactly as ``fit()`` does, and each timed step is one call of the engine's
   ``TrainStep`` — the object ``fit()``'s loop calls: zero_grad, forward under autocast, loss, backward, the
   per-step non-finite check (one flag read on the host), the optimiser step, and the loss/accuracy sums.
-  Not included: fetching the batch (``fit()`` gathers it from the store; see ``benchmarks/gpu_train_check.py
+  Not included: fetching the batch (``fit()`` gathers it from the store; see ``slnl bench gpu-train
   --engine`` for ``fit()``'s own rate), the learning-rate decay and evaluation.
 * **Inputs** are random: ``x ~ N(0, 1)`` of the preset's shape ``(B, C, T, V, M)`` and uniform labels, already on
   the device. The model has no data-dependent control flow, so timings on random data are those on real clips; two
@@ -38,6 +38,7 @@ from torch.profiler import ProfilerActivity, profile
 from slnl.bench.flops import flop_breakdown, mfu, peak_tflops_for
 from slnl.bench.memory import MemoryProbe, tensor_bytes
 from slnl.bench.provenance import device_info
+from slnl import recipes
 from slnl.engine.config import TrainConfig
 from slnl.engine.device import resolve_device
 from slnl.engine.step import TrainStep, build, gradients
@@ -101,16 +102,18 @@ class BenchConfig:
         self.train_config()  # the engine validates the rest (compile_mode, device, …) with its own messages
 
     def train_config(self) -> TrainConfig:
-        """The (resolved) ``TrainConfig`` whose step this configuration measures."""
+        """The (resolved) ``TrainConfig`` whose step this configuration measures: the recipe of the preset's name
+        (``slnl.recipes``: its loss, Adam and learning rate, the adopted m and M1 on its split) with this
+        configuration's model and execution options."""
         model: dict[str, Any] = {**self.model, "nonlocal_impl": self.nonlocal_impl,
                                  "channels_last": self.channels_last}
         if self.recompute is not None:
             model["recompute"] = self.recompute
         if self.m1 is not None:
             model["m1"] = self.m1
-        return TrainConfig(preset=self.preset, model=model, batch_size=self.batch_size, precision=self.precision,
-                           device=self.device, compile=self.compile, compile_mode=self.compile_mode,
-                           fused_adam=self.fused_adam, seed=self.seed).resolve()
+        return recipes.config_for(self.preset, model=model, batch_size=self.batch_size, precision=self.precision,
+                                  device=self.device, compile=self.compile, compile_mode=self.compile_mode,
+                                  fused_adam=self.fused_adam, seed=self.seed)
 
     @property
     def name(self) -> str:

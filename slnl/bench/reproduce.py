@@ -1,19 +1,16 @@
-"""Time to reproduce the paper's tables from a measured training rate (``slnl bench time-to-reproduce FILE``).
+"""Time to reproduce the paper's tables from a measured training rate (``slnl reproduce --estimate FILE``).
 
-Per table and split: runs × epochs × training clips ÷ throughput. Runs are the table's runnable rows in
-``slnl.experiments`` (× seeds) at its ``paper`` scale (epochs, batch size); the throughput is the fastest training
-row of the matching preset, at the protocol's batch size if the file has one (``slnl.engine.config.PROTOCOL``),
-among the rows that measured what ``fit()`` runs. An estimate: training steps only (no evaluation passes, no data
-stalls), one model's rate for every row (rows differ in m1, affinity and streams), and a row shared by two tables
-counts in both.
+Per table and split: runs × epochs × training clips ÷ throughput. The runs come as input — ``slnl.study.cost``
+counts them from the paper's tables and recipes —; the throughput is the fastest training row of the matching
+model preset, at the run's batch size if the file has one, among the rows that measured what ``fit()`` runs. An
+estimate: training steps only (no evaluation passes, no data stalls), one model's rate for every row (rows differ
+in m1, affinity and streams), and a row shared by two tables counts in both.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any
 
-from slnl import experiments, study
 from slnl.bench.measure import fit_runnable
-from slnl.engine.config import PROTOCOL
 
 # Training clips per split: NTU RGB+D 60 (Shahroudy et al. 2016, after removing the 302 samples with missing
 # skeletons) and Kinetics-skeleton (ST-GCN's release, about 240k).
@@ -21,9 +18,7 @@ TRAIN_CLIPS = {("ntu60", "xsub"): 40_320, ("ntu60", "xview"): 37_920, ("kinetics
 
 
 def pick_throughput(rows: list[dict[str, Any]], preset: str, batch_size: int | None = None) -> dict[str, Any] | None:
-    """The fastest ``fit_runnable`` training row of ``preset`` at ``batch_size`` (default: the protocol's), else at
-    any batch size."""
-    batch_size = batch_size or PROTOCOL[preset]["batch_size"]
+    """The fastest ``fit_runnable`` training row of ``preset`` at ``batch_size``, else at any batch size."""
     cands = [r for r in rows if fit_runnable(r, preset)]
     pool = [r for r in cands if r["config"].get("batch_size") == batch_size] or cands
     return max(pool, key=lambda r: r["train_samples_per_s"]) if pool else None
@@ -31,7 +26,7 @@ def pick_throughput(rows: list[dict[str, Any]], preset: str, batch_size: int | N
 
 def time_to_reproduce(rows: list[dict[str, Any]], tables: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Hours per (table, split). ``tables`` items: ``{"table", "dataset": "ntu60" | "kinetics", "split", "runs",
-    "epochs"?, "batch_size"?}`` (``paper_tables()``)."""
+    "epochs", "batch_size"}`` (``slnl.study.cost.paper_tables``)."""
     out = []
     for t in tables:
         preset = "kinetics" if t["dataset"] == "kinetics" else "ntu"
@@ -40,7 +35,7 @@ def time_to_reproduce(rows: list[dict[str, Any]], tables: list[dict[str, Any]]) 
             raise ValueError(f"time_to_reproduce: no training-clip count for dataset {t['dataset']!r}, "
                              f"split {t['split']!r}; known: {sorted(TRAIN_CLIPS)}")
         row = pick_throughput(rows, preset, t.get("batch_size"))
-        epochs = int(t.get("epochs", PROTOCOL[preset]["epochs"]))
+        epochs = int(t["epochs"])
         entry = {**t, "preset": preset, "epochs": epochs, "clips": clips,
                  "samples": t["runs"] * epochs * clips, "throughput": None, "hours": None, "from_row": None}
         if row is not None:
@@ -65,23 +60,3 @@ def render_time_to_reproduce(entries: list[dict[str, Any]]) -> str:
                      f"{e.get('device') or '–'} |")
     lines.append(f"| **total** | | | | | | | | **{total:.1f}** | | |")
     return "\n".join(lines) + "\n"
-
-
-def paper_tables(seeds: int = 1) -> list[dict[str, Any]]:
-    """Runs per (table, split) from ``slnl.experiments``: its runnable rows x ``seeds``, at the ``paper`` scale."""
-    return experiments_to_runs(experiments.TABLES.values(), study.SCALES["paper"], seeds)
-
-
-def experiments_to_runs(tables: Iterable[Any], scale: Any, seeds: int = 1) -> list[dict[str, Any]]:
-    """One entry per (table, split) of the paper: NTU tables report CS and CV (two trainings per row), Kinetics
-    tables top-1/top-5 of its one split. Published (non-runnable) rows cost nothing."""
-    out = []
-    for t in tables:
-        runs = sum(1 for r in t.rows if r.runnable) * seeds
-        if runs == 0:
-            continue
-        splits = ("xsub", "xview") if tuple(t.columns) == ("CS", "CV") else ("default",)
-        for split in splits:
-            out.append({"table": t.name, "dataset": t.paper_dataset, "split": split, "runs": runs,
-                        "epochs": int(scale.epochs[t.family]), "batch_size": scale.batch_size[t.family]})
-    return out

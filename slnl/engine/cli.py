@@ -1,13 +1,14 @@
 """``slnl train`` and ``slnl eval`` (``slnl.cli`` dispatches here with ``argv[0]`` in {"train", "eval"}).
 
-Precedence of settings for ``slnl train``: TrainConfig defaults (the preset's protocol, and the split's adopted m
-and M1) < ``--config FILE.yaml`` (or, with ``--resume`` and no ``--config``, the run's own saved ``config.yaml``) <
-``--row TABLE/ROW`` (a paper row's model and loss on the split, as ``slnl.experiments.row_settings`` gives them) <
-single flags given on the command line.
+Precedence of settings for ``slnl train``, later wins: the recipe ``--preset`` (``slnl.recipes``: its protocol, and
+the paper's adopted m and M1 on the split) < ``--config FILE.yaml`` (or, with ``--resume`` and no ``--config``, the
+run's own saved ``config.yaml``) < ``--row TABLE/ROW`` (a paper row's model and loss on the split, as
+``slnl.experiments.row_settings`` gives them) < single flags given on the command line. All of it is one call of
+``slnl.recipes.config_for``, the function the notebooks and ``slnl sweep`` call too.
 
 ``--dry-run`` prints the resolved configuration as YAML (what ``config.yaml`` would hold before the store is opened,
-with ``precision`` resolved for the device the run would use) and exits without touching the run directory or the
-data.
+with ``precision`` resolved for the device the run would use, and ``model_config``: every field of the model that
+would be built) and exits without touching the run directory or the data.
 
 Multi-GPU / multi-node: ``torchrun --nproc_per_node=N -m slnl train …`` (``--batch-size`` stays the global batch).
 
@@ -22,29 +23,24 @@ a checkpoint (143 / 130).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from slnl import experiments as ex
+from slnl import recipes
 from slnl.data.store import canonical_split
-from slnl.engine.config import (
-    BN_STATS,
-    COMPILE_MODES,
-    DATA_MODES,
-    LOSS_NAMES,
-    PRECISIONS,
-    PROTOCOL,
-    TrainConfig,
-)
+from slnl.engine.config import BN_STATS, COMPILE_MODES, DATA_MODES, LOSS_NAMES, PRECISIONS, TrainConfig, _plain
 from slnl.engine.device import resolve_device, resolve_precision
 from slnl.engine.distributed import env_world
 from slnl.engine.fit import NonFiniteLossError, TrainingInterrupted, evaluate, fit
-from slnl.engine.step import check_model
+from slnl.engine.step import build_model, check_model
 from slnl.utils import atomic_write_json, resolve_path
 
 S = argparse.SUPPRESS
@@ -66,9 +62,10 @@ def model_override(text: str) -> tuple[str, Any]:
 def train_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="slnl train", argument_default=S,
-        description="Train one configuration into a run directory (§4.1 protocol defaults per --preset).",
-        epilog="Protocol defaults: " + "; ".join(f"{k}: {v}" for k, v in PROTOCOL.items())
-        + ". Unset m and M1 follow the split: " + "; ".join(f"{k}: {v}" for k, v in ex.ADOPTED.items()) + ".",
+        description="Train one configuration into a run directory (the protocol of the recipe --preset).",
+        epilog="Recipes: " + "; ".join(f"{k}: {r.description}" for k, r in recipes.RECIPES.items())
+        + ". Unless a row or a flag sets them, m and M1 follow the split: "
+        + "; ".join(f"{k}: {v}" for k, v in ex.ADOPTED.items()) + ".",
     )
     p.add_argument("--config", help="YAML file of TrainConfig fields (flags override it)")
     p.add_argument("--row", metavar="TABLE/ROW",
@@ -77,7 +74,7 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", dest="dry_run", action="store_true",
                    help="print the resolved configuration as YAML and exit (no training, no files, no data)")
     g = p.add_argument_group("run")
-    g.add_argument("--preset", choices=sorted(PROTOCOL))
+    g.add_argument("--preset", choices=tuple(recipes.RECIPES), help="the recipe (default: ntu): model and protocol")
     g.add_argument("--data", help="prepared store directory (default: the built-in synthetic store)")
     g.add_argument("--split", help="xsub | xview | xset | default (aliases CS, CV)")
     g.add_argument("--out", help="run directory (default: results/runs/<preset>-<split>-<loss>-seed<k>-<hash>)")
@@ -146,15 +143,20 @@ def _parse(argv: list[str]) -> tuple[TrainConfig, bool]:
     row = ns.pop("row", None)
     base: dict[str, Any] = {}
     if "config" in ns:
-        base = TrainConfig.load(ns.pop("config")).to_dict()
+        base = TrainConfig.load_mapping(ns.pop("config"))
     elif ns.get("resume") and "out" in ns and (Path(ns["out"]) / "config.yaml").is_file():
-        base = TrainConfig.load(Path(ns["out"]) / "config.yaml").to_dict()
-    model = dict(base.get("model") or {})
+        base = TrainConfig.load_mapping(Path(ns["out"]) / "config.yaml")
+    base.pop("model_config", None)
+    model = dict(base.pop("model", None) or {})
+    table = None
+    recipe = ns.pop("preset", None) or base.pop("preset", None)
+    split = ns.pop("split", None) or base.pop("split", None)
     if row is not None:
-        preset, settings = _row(row, ns.get("preset", base.get("preset")), ns.get("split", base.get("split")))
-        base["preset"] = preset
-        base.update({k: settings[k] for k in ("loss", "gamma", "m")})
-        model.update(settings["model"])
+        table, row, recipe = _row(row, recipe)
+        for k in ("loss", "gamma", "m"):  # the row's, unless a flag sets them
+            base.pop(k, None)
+        for k in ex.MODEL_KEYS:
+            model.pop(k, None)
     for k, v in ns.pop("model", []):
         model[k] = v
     for k in MODEL_FLAGS:
@@ -163,14 +165,12 @@ def _parse(argv: list[str]) -> tuple[TrainConfig, bool]:
     if ns.get("compile_mode", "default") != "default":
         ns["compile"] = True  # --compile-mode implies --compile
     base.update(ns)
-    base["model"] = model
-    return TrainConfig.from_dict(base, source="slnl train"), dry_run
+    return recipes.config_for(recipe or "ntu", split, table, row, model=model, **base), dry_run
 
 
-def _row(text: str, preset: str | None, split: str | None) -> tuple[str, dict[str, Any]]:
-    """``--row TABLE/ROW`` -> (preset, ``slnl.experiments.row_settings`` on the run's split). Without ``--preset``
-    the table's own §4.1 protocol is used (``kinetics`` for Table 2, ``ntu`` otherwise); without ``--split`` the
-    preset's."""
+def _row(text: str, recipe: str | None) -> tuple[ex.Table, ex.Row, str]:
+    """``--row TABLE/ROW`` -> (table, row, recipe). Without ``--preset`` the table's own §4.1 recipe is used
+    (``kinetics`` for Table 2, ``ntu`` otherwise)."""
     name, sep, slug = text.partition("/")
     if not sep or not name or not slug:
         raise ValueError(f"--row {text!r}: expected TABLE/ROW, e.g. table6/slnl-2")
@@ -186,22 +186,25 @@ def _row(text: str, preset: str | None, split: str | None) -> tuple[str, dict[st
     if not r.runnable:
         raise ValueError(f"--row {text!r}: {r.label} is a published number the paper quotes, not a model we train; "
                          f"{t.name}'s runnable rows are {runnable}")
-    preset = preset or t.family  # each protocol family has its preset of the same name (PROTOCOL)
-    if preset not in PROTOCOL:
-        raise ValueError(f"preset: expected one of {sorted(PROTOCOL)}, got {preset!r}")
-    return preset, ex.row_settings(t, r, split or PROTOCOL[preset]["split"])
+    return t, r, recipe or t.family  # each protocol family has its recipe of the same name
 
 
 def dry_run(cfg: TrainConfig) -> str:
-    """The resolved configuration as YAML: ``resolve()``, the split's store name, ``precision`` for the device the
-    run would use. Touches no file and generates no data."""
+    """The resolved configuration as YAML: every ``TrainConfig`` field, the split's store name, ``precision`` for the
+    device the run would use, and ``model_config`` (every field of the model that would be built, the store-decided
+    shapes as the preset has them until the store is open). Touches no file and generates no data."""
     cfg = cfg.resolve()
     check_model(cfg)
     cfg.split = canonical_split(cfg.split)  # as fit() saves it: CS -> xsub, CV -> xview
     cfg.precision = resolve_precision(cfg.precision, resolve_device(cfg.device))
+    with torch.device("meta"):  # the configuration only: nothing is allocated
+        model_config = dataclasses.asdict(build_model(cfg).config)
     head = ("# slnl train --dry-run: the resolved configuration. data: null = the built-in synthetic store; "
-            "out: null = results/runs/<preset>-<split>-<loss>-seed<k>-<hash>, chosen once the store is open.\n")
-    return head + yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+            "out: null = results/runs/<preset>-<split>-<loss>-seed<k>-<hash>, chosen once the store is open; "
+            "model_config: num_classes, num_joints, in_channels and num_persons come from the store.\n")
+    d = cfg.to_dict()
+    d["model_config"] = _plain(model_config)
+    return head + yaml.safe_dump(d, sort_keys=False)
 
 
 def eval_parser() -> argparse.ArgumentParser:

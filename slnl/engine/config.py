@@ -1,27 +1,26 @@
-"""``TrainConfig``: one training run, with the paper's protocol (§4.1) as the presets' defaults.
+"""``TrainConfig``: one training run, explicit — every value it trains with is a field, set by whoever made it.
 
-§4.1, "Implementation Details": Adam with weight decay 5e-4; learning rate 1e-3, decayed exponentially per epoch by
-0.98 (NTU) / 0.95 (Kinetics); dropout 0.2 in every block (a *model* setting, ``ModelConfig.dropout``); 300 / 100
-epochs; batch 32 / 128; the three heads trained with SMFL (γ=2, m=0.4; Eq. 20–21); top-1 / top-5 on ``p_c``.
+The engine looks nothing up: a configuration names its model preset and overrides, loss (and the γ, m it uses),
+split, epochs, batch, learning rate and its decay, weight decay, evaluation cadence and BN statistics mode. The
+defaults of those live once, in a named recipe (``slnl.recipes``: §4.1's ``ntu`` and ``kinetics``, ``cpu``,
+``small``, ``small-long``), and the paper's per-split settings (the adopted m and M1) in ``slnl.experiments``;
+``slnl.recipes.config_for`` combines them into a ``TrainConfig``, and that is what ``slnl train``, the notebooks,
+``slnl sweep`` and the benchmark hand to ``fit()``. The fields below that have defaults say *how* a run executes
+(device, precision, compile, workers, progress, …), not what it computes, except where their comment says so.
 
-Every field of ``TrainConfig`` that is ``None`` means "the preset's protocol value"; ``resolve()`` fills them in and
-the *resolved* configuration is what is saved with the run (``config.yaml``), so a run directory shows every number
-it used, and everything that deviates from the paper is visible as a difference from ``PROTOCOL[preset]``.
-
-The margin ``m`` and the number of SLnL blocks M1 (``model["m1"]``) are the paper's *adopted* settings, which differ
-by split (Tables 4 and 6 star one row per split): unset, ``resolve()`` takes them from ``slnl.experiments.adopted``
-for the split and the protocol family (CS: m = 0.4, M1 = 5; CV: m = 0.6, M1 = 3; Kinetics: Table 2's row, i.e.
-CS's). The ``cpu`` preset, the synthetic stand-in for NTU, follows the same rule. A value given explicitly (a dict
-key, a YAML field, ``--m`` / ``--m1``) wins. A local-only model (``affinity: Local``) has no SLnL block: M1 = 0.
+``resolve()`` applies the rules that are the engine's own, not the paper's: a loss parameter the loss does not use is
+0 (``slnl.losses.LOSS_PARAMS``), the evaluation batch is the training batch unless given, and ``sync_every > 1``
+implies fused Adam (it skips a non-finite step through it). The resolved configuration is what is saved with the
+run (``config.yaml``), so a run directory shows every number it used.
 
 Precision (``precision="auto"``): bf16 autocast on a CUDA device that supports it, fp32 otherwise. bf16 is the
 default at paper scale because its tensor-core rate is what makes 300-epoch NTU runs affordable (an H200's dense bf16
 peak is about 15× its fp32 one, and PyTorch's flash attention kernel, the fused non-local's fastest, has no fp32
 variant: fp32 falls back to the memory-efficient kernel), and because autocast keeps in fp32 what bf16 would harm:
 parameters and Adam's state, batch norm, the losses (``slnl.losses`` leaves autocast), and the whole frequency
-attention — DFT, gates and inverse (``slnl.models.frequency``: in bf16 its round trip errs by ~5e-3). What runs in
-bf16 is the convolutions and the non-local projections and attention products (accumulated in fp32 by the kernels).
-``precision="fp32"`` trains everything in fp32, the arithmetic of the paper's era.
+attention — DFT, gates and inverse (``slnl.models.frequency``). What runs in bf16 is the convolutions and the
+non-local projections and attention products (accumulated in fp32 by the kernels). ``precision="fp32"`` trains
+everything in fp32, the arithmetic of the paper's era.
 """
 from __future__ import annotations
 
@@ -35,31 +34,12 @@ from typing import Any
 
 import yaml
 
-from slnl.experiments import adopted
 from slnl.losses import LOSSES, loss_params
 from slnl.utils import atomic_write_text, resolve_path
 
-# The paper's protocol per preset (§4.1), defined here only: the `paper` scale of slnl.study is these numbers.
-# `split` is the store's split used when the config names none.
-PROTOCOL: dict[str, dict[str, Any]] = {
-    "ntu": dict(epochs=300, batch_size=32, lr=1e-3, lr_decay=0.98, weight_decay=5e-4, split="xsub", eval_every=1),
-    "kinetics": dict(epochs=100, batch_size=128, lr=1e-3, lr_decay=0.95, weight_decay=5e-4, split="default",
-                     eval_every=1),
-    # Same optimiser, loss and decay as NTU (the synthetic store is NTU-shaped); few epochs, small batch.
-    "cpu": dict(epochs=10, batch_size=16, lr=1e-3, lr_decay=0.98, weight_decay=5e-4, split="xsub", eval_every=1),
-    # Small real datasets on one CPU core (MSR Action3D: 284 training clips): the paper's optimiser and weight decay;
-    # NTU's 300 epochs at 0.98 end at 0.23 % of the starting rate, these 100 at 0.95 at 0.59 %, so that the last
-    # epoch is a converged model, not a draw from mid-descent. Evaluation (and its BN statistics pass, which
-    # normalises each batch by its own statistics) at batch 64. Chosen from measured curves: slnl.study's `small`.
-    "small": dict(epochs=100, batch_size=8, lr=1e-3, lr_decay=0.95, weight_decay=5e-4, split="xsub", eval_every=10,
-                  eval_batch_size=64),
-}
-# Whose adopted m and M1 a preset trains (slnl.experiments.adopted): Table 1's (NTU) or Table 2's (Kinetics).
-FAMILY: dict[str, str] = {"ntu": "ntu", "kinetics": "kinetics", "cpu": "ntu", "small": "ntu"}
-
 LOSS_NAMES = LOSSES  # slnl.losses: CE | FL | SMCE | SMFL
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-DATA_MODES = ("auto", "cpu", "gpu")
+DATA_MODES = ("auto", "cpu", "gpu", "gpu-fp16")  # slnl.engine.fetch.fetchers
 BN_STATS = ("recompute", "running")  # slnl.engine.bnstats
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs")
 
@@ -74,20 +54,27 @@ IDENTITY_FIELDS = (
 
 @dataclass
 class TrainConfig:
-    """One training run. ``None`` = the preset's protocol value (see ``PROTOCOL``); ``resolve()`` fills it in."""
+    """One training run. The fields without a default say what is trained and must be given (``slnl.recipes``
+    makes them); the others say how it runs."""
 
-    preset: str = "ntu"  # ntu | kinetics | cpu: model preset (slnl.models.PRESETS) and protocol defaults
-    model: dict[str, Any] = field(default_factory=dict)  # slnl.models.build overrides; no m1 = the split's adopted M1
-    loss: str = "SMFL"  # CE | FL | SMCE | SMFL, applied to each head and summed (Eq. 21)
-    gamma: float = 2.0  # focusing parameter γ (Eq. 18)
-    m: float | None = None  # margin m (Eq. 13); None = the split's adopted m (0.4 CS, 0.6 CV)
+    preset: str  # model preset: slnl.models.PRESETS (ntu | kinetics | cpu | small)
+    split: str  # store split (xsub, xview, xset, default, fold1 …; aliases CS, CV)
+    loss: str  # CE | FL | SMCE | SMFL, applied to each head and summed (Eq. 21)
+    gamma: float  # focusing parameter γ (Eq. 18)
+    m: float  # margin m (Eq. 13)
+    epochs: int
+    batch_size: int  # global batch (all processes together)
+    lr: float
+    weight_decay: float  # Adam's L2 term (torch.optim.Adam weight_decay), as in the paper
+    lr_decay: float  # exponential decay per epoch: lr_e = lr * lr_decay**e
+    eval_every: int  # evaluate on the test subset every k epochs (and after the last epoch)
+    # BN statistics evaluation uses: "recompute" them before each evaluation from the training clips with dropout off
+    # (slnl.engine.bnstats: why), or keep PyTorch's "running" averages of training.
+    bn_stats: str
+    model: dict[str, Any] = field(default_factory=dict)  # slnl.models.build overrides of the preset
     data: str | None = None  # prepared store directory; None = the built-in synthetic store
-    split: str | None = None  # store split (xsub, xview, xset, default); None = the preset's
-    epochs: int | None = None
-    batch_size: int | None = None  # global batch (all processes together)
-    lr: float | None = None
-    weight_decay: float | None = None  # Adam's L2 term (torch.optim.Adam weight_decay), as in the paper
-    lr_decay: float | None = None  # exponential decay per epoch: lr_e = lr * lr_decay**e
+    # global evaluation batch (all processes together, like batch_size), also the BN statistics pass's: None = batch_size
+    eval_batch_size: int | None = None
     seed: int = 0
     precision: str = "auto"  # fp32 | bf16 | fp16 | auto (bf16 on a CUDA device that supports it, else fp32)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -98,19 +85,16 @@ class TrainConfig:
     out: str | None = None  # run directory; None = results/runs/<preset>-<split>-<loss>-seed<k>-<hash> (default_out)
     resume: bool = False  # continue the run in `out` from last.pt (a finished run returns its result)
     overwrite: bool = False  # allow replacing a run directory that holds a checkpoint or a finished result
-    data_mode: str = "auto"  # auto | cpu | gpu (whole split resident on the GPU; auto = gpu when CUDA and it fits)
+    # auto | cpu | gpu | gpu-fp16: the split in host memory, or resident on the GPU in float32 (auto: when it fits on
+    # every process) or, chosen explicitly, in float16 (slnl.engine.fetch.fetchers); the data's dtype is identity
+    data_mode: str = "auto"
     num_workers: int = 0  # CPU data-loader worker processes
     max_steps_per_epoch: int | None = None  # cap on optimiser steps per epoch (tiny runs for tests / notebooks)
-    eval_every: int | None = None  # evaluate on the test subset every k epochs (and after the last epoch)
     checkpoint_every_steps: int = 0  # also write last.pt every N optimiser steps (0 = once per epoch only)
     progress: bool | None = None  # tqdm bars; None = only when stderr is a terminal (quiet under papermill)
     deterministic: bool = False  # deterministic kernels (torch.use_deterministic_algorithms); CPU runs are anyway
     accum_steps: int = 1  # micro-batches per process per optimiser step (gradient accumulation)
     sync_bn: bool = False  # SyncBatchNorm across processes (CUDA only); default: BN statistics per device
-    # BN statistics evaluation uses: "recompute" them before each evaluation from the training clips with dropout off
-    # (slnl.engine.bnstats: why), or keep PyTorch's "running" averages of training.
-    bn_stats: str = "recompute"
-    eval_batch_size: int | None = None  # None = batch_size
     tensorboard: bool = False  # TensorBoard scalars in <out>/tensorboard/ (needs: pip install 'slnl[tensorboard]')
     # Content fingerprint of the store trained on (slnl.data.store.fingerprint); None = fit() records the store's.
     # A run resumed, evaluated or analysed on a store with another fingerprint is refused (other data, same path).
@@ -126,6 +110,12 @@ class TrainConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"{source}: unknown TrainConfig field(s) {unknown}; expected some of {sorted(known)}")
+        required = [f.name for f in fields(cls)
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        missing = [k for k in required if d.get(k) is None]
+        if missing:
+            raise ValueError(f"{source}: TrainConfig field(s) {missing} not set; a configuration names everything it "
+                             "trains with (start from a recipe: slnl.recipes.config_for, or slnl train --preset)")
         if d.get("model") is None:
             d["model"] = {}
         if not isinstance(d["model"], dict):
@@ -133,8 +123,9 @@ class TrainConfig:
                              f"got {type(d['model']).__name__}")
         return cls(**d)
 
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> "TrainConfig":
+    @staticmethod
+    def load_mapping(path: str | os.PathLike) -> dict[str, Any]:
+        """The mapping of fields a YAML file holds (all of them, as ``config.yaml``, or some, to put on a recipe)."""
         path = Path(path)
         try:
             d = yaml.safe_load(path.read_text())
@@ -142,7 +133,12 @@ class TrainConfig:
             raise ValueError(f"{path}: not valid YAML: {e}") from e
         if not isinstance(d, dict):
             raise ValueError(f"{path}: expected a mapping of TrainConfig fields at top level, got {type(d).__name__}")
-        return cls.from_dict(d, source=str(path))
+        return d
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "TrainConfig":
+        """A complete configuration from YAML (a run's ``config.yaml``)."""
+        return cls.from_dict(cls.load_mapping(path), source=str(path))
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -154,8 +150,10 @@ class TrainConfig:
 
     # ---------------------------------------------------------------------------------------------------------------
     def validate(self) -> None:
-        if self.preset not in PROTOCOL:
-            raise ValueError(f"preset: expected one of {sorted(PROTOCOL)}, got {self.preset!r}")
+        if not isinstance(self.preset, str) or not self.preset:
+            raise ValueError(f"preset: expected a model preset name (slnl.models.PRESETS), got {self.preset!r}")
+        if not isinstance(self.split, str) or not self.split:
+            raise ValueError(f"split: expected a store split name (xsub, xview, …), got {self.split!r}")
         if self.loss not in LOSS_NAMES:
             raise ValueError(f"loss: expected one of {LOSS_NAMES}, got {self.loss!r}")
         if self.precision not in PRECISIONS:
@@ -179,6 +177,12 @@ class TrainConfig:
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
                 raise ValueError(f"{name}: expected a positive integer, got {v!r}")
+        if self.compile_mode == "reduce-overhead" and self.accum_steps > 1:
+            # a CUDA graph replayed per micro-batch overwrites the previous micro-batch's gradients (PyTorch issue
+            # 169545): refused on every machine, so a CPU dry run refuses what a GPU run would get wrong
+            raise ValueError("compile_mode='reduce-overhead' (CUDA graphs) cannot accumulate gradients: with "
+                             f"accum_steps={self.accum_steps} each replay overwrites the previous micro-batch's "
+                             "gradients; use accum_steps=1 or compile_mode='default'")
         for name in ("checkpoint_every_steps", "num_workers"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 0:
@@ -197,24 +201,12 @@ class TrainConfig:
             raise ValueError(f"model: expected a mapping of slnl.models.build overrides, got {self.model!r}")
 
     def resolve(self) -> "TrainConfig":
-        """Fill every ``None`` protocol field from ``PROTOCOL[preset]``, and m / ``model["m1"]`` when unset from the
-        split's adopted setting (module docstring); validate. Data-dependent parts (store path, number of classes, …)
-        are filled in by ``fit`` once the store is open. Idempotent: resolving a resolved config changes nothing."""
+        """Validate and apply the engine's own rules (module docstring): unused loss parameters are 0, the evaluation
+        batch defaults to the training batch, ``sync_every > 1`` means fused Adam. Data-dependent parts (store path,
+        number of classes, …) are filled in by ``fit`` once the store is open. Idempotent."""
         self.validate()
-        proto = PROTOCOL[self.preset]
-        changes = {k: v for k, v in proto.items() if getattr(self, k) is None}
-        cfg = self.replace(**changes, model=dict(self.model))
-        paper = adopted(cfg.split, FAMILY[cfg.preset])
-        if cfg.m is None:
-            cfg.m = paper["m"]
-        if "m1" not in cfg.model:
-            cfg.model["m1"] = 0 if cfg.model.get("affinity") == "Local" else paper["m1"]
-            depth = _depth(cfg.model.get("channels"))
-            if depth is not None and cfg.model["m1"] > depth:
-                raise ValueError(f"model.m1: the adopted M1 = {cfg.model['m1']} on split {cfg.split!r} needs at least "
-                                 f"{cfg.model['m1']} blocks but model.channels has {depth}; give model.m1 (--m1)")
-        # the saved config names what was trained: a parameter the loss does not use is 0 (slnl.losses.LOSS_PARAMS)
-        used = loss_params(cfg.loss, cfg.gamma, cfg.m)
+        cfg = self.replace(model=dict(self.model))
+        used = loss_params(cfg.loss, cfg.gamma, cfg.m)  # the saved config names what was trained
         cfg.gamma, cfg.m = used["gamma"], used["m"]
         if cfg.eval_batch_size is None:
             cfg.eval_batch_size = cfg.batch_size
@@ -224,8 +216,18 @@ class TrainConfig:
         return cfg
 
     def identity(self) -> dict[str, Any]:
+        """The fields that define what is trained (``IDENTITY_FIELDS``) and, when it is not float32, the precision of
+        the data it reads (float32 adds nothing, so an identity made before data could be float16 is unchanged)."""
         d = self.to_dict()
-        return {k: d[k] for k in IDENTITY_FIELDS}
+        ident = {k: d[k] for k in IDENTITY_FIELDS}
+        if self.data_dtype != "float32":
+            ident["data_dtype"] = self.data_dtype
+        return ident
+
+    @property
+    def data_dtype(self) -> str:
+        """The clips' precision: float16 only with ``data_mode="gpu-fp16"``, chosen explicitly."""
+        return "float16" if self.data_mode == "gpu-fp16" else "float32"
 
     def default_out(self) -> Path:
         """``results/runs/<preset>-<split>-<loss>-seed<k>-<hash>``: the same configuration always maps to the same
@@ -238,13 +240,6 @@ class TrainConfig:
         return root / f"{self.preset}-{self.split}-{self.loss}-seed{self.seed}-{digest}"
 
 
-def _depth(channels: Any) -> int | None:
-    """Number of blocks of a ``model.channels`` override (a list, a tuple, or one int = one block); None if unset."""
-    if channels is None:
-        return None
-    return len(channels) if isinstance(channels, (list, tuple)) else 1
-
-
 def _plain(obj: Any) -> Any:
     """Tuples → lists, recursively (YAML/JSON friendly)."""
     if isinstance(obj, dict):
@@ -254,12 +249,12 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
-def as_config(config: "TrainConfig | dict[str, Any]") -> TrainConfig:
+def as_config(config: TrainConfig) -> TrainConfig:
+    """A copy of ``config`` (its model overrides too), refusing anything but a ``TrainConfig`` in one line."""
     if isinstance(config, TrainConfig):
         return config.replace(model=dict(config.model))
-    if isinstance(config, dict):
-        return TrainConfig.from_dict(config)
-    raise TypeError(f"config: expected TrainConfig or dict, got {type(config).__name__}")
+    raise TypeError(f"config: expected a TrainConfig, got {type(config).__name__}; make one with "
+                    "slnl.recipes.config_for(recipe, split, ...) or TrainConfig.from_dict(mapping)")
 
 
 def save_config(cfg: TrainConfig, path: str | os.PathLike, model_config: dict[str, Any] | None = None) -> None:
@@ -271,5 +266,6 @@ def save_config(cfg: TrainConfig, path: str | os.PathLike, model_config: dict[st
 
 def config_diff(saved: TrainConfig, new: TrainConfig) -> dict[str, tuple[Any, Any]]:
     """Identity fields on which two resolved configs disagree: {field: (saved, new)}."""
-    a, b = saved.identity(), new.identity()
-    return {k: (a[k], b[k]) for k in IDENTITY_FIELDS if a[k] != b[k]}
+    a = {**saved.identity(), "data_dtype": saved.data_dtype}
+    b = {**new.identity(), "data_dtype": new.data_dtype}
+    return {k: (a[k], b[k]) for k in a if a[k] != b[k]}

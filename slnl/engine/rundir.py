@@ -13,7 +13,7 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional, TypedDict
 
 from slnl.data.errors import StoreChangedError, StoreError
 from slnl.data.store import check_fingerprint
@@ -29,6 +29,38 @@ RUN_DIRS = ("tensorboard",)  # written with TrainConfig.tensorboard
 OLD_RUN_FILES = ("best.pt",)
 
 
+class RunResult(TypedDict):
+    """``result.json``: written once by ``slnl.engine.trainer.Trainer`` when a run has finished (its presence marks a
+    finished run); ``schema`` is ``RESULT_SCHEMA_VERSION``."""
+
+    schema: int
+    # fractions in [0, 1] on the test subset's central crops, of the **final** model (after the last epoch), as the
+    # paper reports; no epoch is selected on the test split (the per-epoch numbers are in ``metrics``)
+    top1: float
+    top5: float
+    last_epoch: int
+    epochs: int
+    n_test: int
+    n_train: int
+    split: str
+    dataset: Optional[str]
+    store: str
+    store_fingerprint: str  # slnl.data.store.fingerprint: what evaluate, a resumed run and the report check
+    per_class_accuracy: list[Optional[float]]  # over classes; null for a class without test samples
+    class_names: list[str]
+    confusion: list[list[int]]  # confusion[true][predicted], counts of the final evaluation
+    test_loss: dict[str, float]  # {total, p, v, c}
+    metrics: list[dict[str, Any]]  # the per-epoch history, as in metrics.jsonl
+    config: dict[str, Any]  # the resolved TrainConfig
+    model_config: dict[str, Any]  # the full ModelConfig that was built
+    num_params: int
+    timings: dict[str, Optional[float]]  # train_s (sum of epochs), eval_s, wall_s (this session), samples_per_s
+    software: dict[str, Any]  # slnl / python / torch / numpy / CUDA versions
+    git_commit: Optional[str]
+    device: dict[str, Any]  # type, name, count, world_size, precision, data_mode, torch_threads, cpu_capability
+    finished_at: str  # UTC ISO time
+
+
 @dataclass
 class Result:
     """What ``fit`` returns: final test ``top1`` / ``top5`` (fractions), the run directory, the per-epoch history and
@@ -38,10 +70,10 @@ class Result:
     top5: float
     run_dir: Path
     history: list[dict[str, Any]]
-    result: dict[str, Any]
+    result: RunResult
 
     @classmethod
-    def from_result(cls, result: dict[str, Any], run_dir: Path) -> "Result":
+    def from_result(cls, result: RunResult, run_dir: Path) -> "Result":
         return cls(result["top1"], result["top5"], Path(run_dir), result["metrics"], result)
 
     @classmethod

@@ -33,9 +33,9 @@ from slnl.engine.evaluation import run_eval
 from slnl.engine.fetch import fetchers, open_splits, rank_positions, to_device
 from slnl.engine.metrics import TEST, write_metrics
 from slnl.engine.progress import Clock, Scalars, bar, epoch_line
-from slnl.engine.rundir import RESULT_SCHEMA_VERSION, Result, check_store, prepare, start_fresh
+from slnl.engine.rundir import RESULT_SCHEMA_VERSION, Result, RunResult, check_store, prepare, start_fresh
 from slnl.engine.signals import Fault, StopSignals, TrainingInterrupted
-from slnl.engine.step import HEADS, SUMS, NonFiniteLossError, TrainStep, build
+from slnl.engine.step import HEADS, SUMS, NonFiniteLossError, TrainStep, build, first_nonfinite
 from slnl.utils import atomic_write_json, git_commit, software_versions
 
 log = logging.getLogger("slnl.engine")
@@ -59,7 +59,7 @@ class Trainer:
         self.model_config = dataclasses.asdict(self.t.model.config)
         self.step_fn = TrainStep(self.t, cfg.accum_steps, cfg.sync_every)
         self.data_mode, self.train_fetch, self.test_fetch = fetchers(self.train_ds, self.test_ds, self.device,
-                                                                     cfg.data_mode)
+                                                                     cfg.data_mode, info)
         self.epoch, self.step, self.global_step = 0, 0, 0
         self.history: list[dict[str, Any]] = []
         self.last_eval: dict[str, Any] | None = None
@@ -205,7 +205,7 @@ class Trainer:
         return stop
 
     def _nonfinite(self, value: Any, step: int, global_step: int, note: str = "") -> None:
-        msg = (f"non-finite training loss ({float(value)}) at epoch {self.epoch + 1}, step {step} "
+        msg = (f"non-finite training step (its loss or a gradient held NaN or inf; loss {float(value)}) at epoch {self.epoch + 1}, step {step} "
                f"(global step {global_step}) of {self.run_dir}; the optimiser step was not taken and the "
                f"last good checkpoint {self.run_dir / ckpt.FILE} is kept{note}. Try a lower lr or precision='fp32'.")
         log.error(msg)
@@ -226,7 +226,14 @@ class Trainer:
     # ------------------------------------------------------------------------------------------------ state
     def _checkpoint(self) -> None:
         """``last.pt``: everything a resumed run needs to continue bit for bit. A collective: every process calls it
-        (each contributes its RNG state and partial sums); rank 0 writes."""
+        (each contributes its RNG state and partial sums); rank 0 writes. Weights with a NaN or ±inf are never
+        written: every process raises ``NonFiniteLossError`` instead, and the last good checkpoint is kept."""
+        bad = D.broadcast_object(first_nonfinite(self.t.model) if self.info.is_main else None, self.info)
+        if bad is not None:
+            msg = (f"{self.run_dir / ckpt.FILE} not written: the model's {bad} is NaN or ±inf after global step "
+                   f"{self.global_step}; the last good checkpoint is kept. Try a lower lr or precision='fp32'.")
+            log.error(msg)
+            raise NonFiniteLossError(msg)
         mine = {"rng": ckpt.rng_state(self.device), "sums": self.sums.cpu().clone(), "train_time": self.train_time,
                 "heads": sorted(self.heads_seen)}
         per_rank = D.all_gather_object(mine, self.info)
@@ -294,7 +301,7 @@ class Trainer:
         ev = self.last_eval
         if ev is None or ev["epoch"] != cfg.epochs:
             raise RuntimeError(f"{self.run_dir}: the run ended without a final evaluation (internal error)")
-        result = {
+        result: RunResult = {
             "schema": RESULT_SCHEMA_VERSION,
             "top1": ev["top1"], "top5": ev["top5"], "last_epoch": cfg.epochs, "epochs": cfg.epochs,
             "n_test": ev["n"], "n_train": len(self.train_ds), "split": cfg.split,
@@ -314,6 +321,8 @@ class Trainer:
             "device": {
                 "type": dev.type, "name": device_name(dev), "count": info.world_size, "world_size": info.world_size,
                 "precision": self.t.precision, "data_mode": self.data_mode, "torch_threads": torch.get_num_threads(),
+                # the CPU kernels' instruction set (AVX2, AVX512, …): float results repeat bit for bit only on the same
+                "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             },
             "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }

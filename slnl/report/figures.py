@@ -33,7 +33,6 @@ from slnl import experiments as ex
 from slnl import losses
 from slnl.data.ntu import BONES as NTU_BONES
 from slnl.data.ntu import JOINT_NAMES as NTU_JOINTS
-from slnl.engine.config import TrainConfig
 from slnl.models.transform import TRANSFORMS
 from slnl.report.analysis import frequency_gates, nonlocal_affinity
 from slnl.report.results import TEST_TOP1, TRAIN_LOSS_HEAD, column_values, read_metrics, table_runs
@@ -68,13 +67,12 @@ def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
 # ----------------------------------------------------------------------------------------------------------------------
 # Learning curves
 # ----------------------------------------------------------------------------------------------------------------------
-def loss_label(settings: dict[str, Any], split: str = "CS", family: str = "ntu") -> str:
+def loss_label(settings: dict[str, Any]) -> str:
     """The loss a row trains with, in the paper's notation (Table 4): ``CE``, ``FL(2,)``, ``SMCE(,0.4)``,
-    ``SMFL(2,0.4)``. Unset values are what training would use: γ TrainConfig's default, m the adopted margin of
-    ``split`` in the protocol ``family`` (``slnl.experiments.adopted``)."""
-    name = settings.get("loss", TrainConfig.loss)
-    m = settings["m"] if settings.get("m") is not None else ex.adopted(split, family)["m"]
-    p = losses.loss_params(name, settings.get("gamma", TrainConfig.gamma), m)
+    ``SMFL(2,0.4)``, from a row's training settings (``slnl.experiments.row_settings``: loss, gamma, m; unset values
+    are what that function gives them: CE, γ 0, m 0)."""
+    name = settings.get("loss", "CE")
+    p = losses.loss_params(name, settings.get("gamma", 0.0), settings.get("m", 0.0))
     g, m = p["gamma"], p["m"]
     return {"CE": "CE", "FL": f"FL({g:g},)", "SMCE": f"SMCE(,{m:g})", "SMFL": f"SMFL({g:g},{m:g})"}[name]
 
@@ -115,7 +113,7 @@ def learning_curves(table: str | int | ex.Table, results: str | Path | pd.DataFr
         row = tbl.row(rec.row)
         settings = row.settings_for(rec.split)
         parts.append(read_metrics(rec.run_path).assign(
-            row=row.label, split=rec.split, seed=rec.seed, loss_fn=loss_label(settings, rec.split, tbl.family),
+            row=row.label, split=rec.split, seed=rec.seed, loss_fn=loss_label(ex.row_settings(tbl, row, rec.split)),
             streams=_stream_note(settings)))
     if not parts:
         return None, pd.DataFrame()

@@ -7,7 +7,7 @@
 #   3. check: `slnl bench check` -- the engine's gradient pass with fused and reference non-local on CUDA in float32
 #      against a float64 CPU reference of the same weights (heads, loss, gradients; tolerances in
 #      slnl.bench.check.CHECK_TOL), fused vs reference on CUDA, a bf16-autocast pass finite  ->  device_check.json
-#   4. kernels: benchmarks/cudnn_attention.py -- bf16 training with the package's kernels; at every step each
+#   4. kernels: `slnl bench kernels` -- bf16 training with the package's kernels; at every step each
 #      non-local's attention inputs through the package's kernels and through cuDNN attention alone (is cuDNN
 #      attention still NaN-prone for this model?)  ->  check_kernels.json
 #   5. bench: `slnl bench suite gpu` (the engine's training step: the plain eager path and the candidate fast paths
@@ -18,7 +18,7 @@
 #   6. markdown table of what this run measured  ->  README.md
 #
 # Output goes to $OUT if set (the device tool's folder), else results/bench. Every step has its own timeout and the
-# script goes on after a failing step; a summary is printed last. Usage: bash benchmarks/device_check.sh
+# script goes on after a failing step; a summary is printed last. Usage: bash slnl/bench/device_check.sh
 # Dry run of the same steps on a CPU machine:
 #   SLNL_DEVICE=cpu SLNL_SUITE=cpu-smoke SLNL_CHECK_PRESETS=cpu SLNL_KERNEL_PRESETS=cpu SLNL_KERNEL_STEPS=2 \
 #   SLNL_KERNEL_CANDIDATE=math OUT=/tmp/x bash ...   (no cuDNN on a CPU: the math kernel stands in)
@@ -29,7 +29,7 @@ CHECK_PRESETS="${SLNL_CHECK_PRESETS:-cpu,ntu}"
 KERNEL_PRESETS="${SLNL_KERNEL_PRESETS:-kinetics,ntu}"
 KERNEL_CANDIDATE="${SLNL_KERNEL_CANDIDATE:-cudnn}"
 BENCH_BUDGET="${SLNL_BENCH_BUDGET:-180}"
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 REPO=$PWD
 OUTD="${OUT:-$REPO/results/bench}"
 mkdir -p "$OUTD"
@@ -90,7 +90,7 @@ if [ -n "$PY" ]; then
   step check 120 "$PY" -m slnl bench check --device "$DEVICE" --presets "$CHECK_PRESETS" --json "$OUTD/device_check.json"
 
   # ------------------------------------------------------------------------------------------------ 4. kernels
-  step kernels 90 "$PY" benchmarks/cudnn_attention.py --device "$DEVICE" --presets "$KERNEL_PRESETS" \
+  step kernels 90 "$PY" -m slnl bench kernels --device "$DEVICE" --presets "$KERNEL_PRESETS" \
     --candidate "$KERNEL_CANDIDATE" --steps "${SLNL_KERNEL_STEPS:-20}" --json "$OUTD/check_kernels.json"
 
   # ------------------------------------------------------------------------------------------------ 5. throughput

@@ -1,9 +1,9 @@
 """GPU training check for the engine (< 3 min on one H100): throughput, memory, CUDA/CPU agreement, fit() end to end.
 
-    PYTHONPATH=. python3 benchmarks/gpu_train_check.py   # ntu preset (M1=3, SMFL, bf16), batch 32 and 128
-    python benchmarks/gpu_train_check.py --compile       # also time torch.compile at the largest batch
-    python benchmarks/gpu_train_check.py --tiny          # seconds, any machine: tiny model, checks the code path
-    python benchmarks/gpu_train_check.py --engine        # also fit()'s own rate per engine variant (ENGINE_VARIANTS)
+    slnl bench gpu-train             # ntu preset (M1=3, SMFL, bf16), batch 32 and 128
+    slnl bench gpu-train --compile   # also time torch.compile at the largest batch
+    slnl bench gpu-train --tiny      # seconds, any machine: tiny model, checks the code path
+    slnl bench gpu-train --engine    # also fit()'s own rate per engine variant (ENGINE_VARIANTS)
 
 Sections (every line starts with "[check]" and is flushed at once, so a killed run still shows what it measured):
 
@@ -11,8 +11,10 @@ Sections (every line starts with "[check]" and is flushed at once, so a killed r
    ``ntu`` preset's TrainConfig (CS-T, rFA, SLnL with m1=3; its loss and optimiser), bf16, random inputs already on
    the device; ``--warmup`` steps untimed, then ``--steps`` timed steps (CUDA-synchronised). Prints samples/s,
    ms/step and peak allocated memory per batch size.
-2. CUDA vs CPU: one set of weights, eval mode, fp32 (TF32 off) forward on both devices; max |difference| of the
-   logits relative to their scale must be < 1e-4.
+2. CUDA vs CPU: one set of weights with the non-local modules' W_w random (at initialisation W_w = 0 hides them),
+   fp32 (TF32 off, ``slnl.engine.device.strict_fp32``): the heads in eval mode, and the parameters after one
+   training step with gradient accumulation and one deferred (``sync_every``) step; max |difference| relative to
+   the logits' (the update's) scale must be < 1e-4, and the non-local branches must move the prediction.
 3. fit(): the real engine on a random store written to a temporary directory (``data_mode=gpu``, bf16, one short
    epoch + evaluation): checks that the GPU-resident data path, autocast, checkpoints and result.json work on CUDA
    and prints the engine's own samples/s (which includes the data gather and one host sync per step).
@@ -22,6 +24,7 @@ Sections (every line starts with "[check]" and is flushed at once, so a killed r
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 import tempfile
 import time
@@ -31,13 +34,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing slnl
-
-from slnl.data.store import write_store  # noqa: E402
-from slnl.engine import evaluate, fit  # noqa: E402
-from slnl.engine.config import TrainConfig  # noqa: E402
-from slnl.engine.step import TrainStep, build  # noqa: E402
-from slnl.models import build as build_model  # noqa: E402
+from slnl.data.store import write_store
+from slnl.engine import evaluate, fit
+from slnl import recipes
+from slnl.engine.step import TrainStep, build
+from slnl.models import NonLocal
+from slnl.models import build as build_model
 
 
 def say(msg: str) -> None:
@@ -64,8 +66,8 @@ def throughput(model_kw: dict, preset: str, batch: int, steps: int, warmup: int,
                precision: str, compile_: bool) -> None:
     """The engine's own training step (``slnl.engine.step``: built from the TrainConfig as fit() builds it, called as
     fit() calls it) on random inputs already on the device: samples/s over ``steps`` steps after ``warmup``."""
-    cfg = TrainConfig(preset=preset, model=model_kw, batch_size=batch, precision=precision, device=str(device),
-                      compile=compile_).resolve()
+    cfg = recipes.config_for(preset, model=model_kw, batch_size=batch, precision=precision, device=str(device),
+                             compile=compile_)
     t = build(cfg, device)
     step = TrainStep(t, cfg.accum_steps, cfg.sync_every)
     c = t.model.config
@@ -93,31 +95,61 @@ def throughput(model_kw: dict, preset: str, batch: int, steps: int, warmup: int,
         raise SystemExit("[check] FAIL: non-finite loss")
 
 
-def cuda_vs_cpu(model_kw: dict, preset: str, batch: int) -> bool:
-    if not torch.cuda.is_available():
-        say("cuda-vs-cpu: SKIP (no CUDA device)")
-        return True
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    torch.manual_seed(0)
-    cpu_model = build_model(preset, **model_kw).eval()
-    gpu_model = build_model(preset, **model_kw).eval()
-    gpu_model.load_state_dict(cpu_model.state_dict())
-    gpu_model.cuda()
-    cfg = cpu_model.config
-    x = torch.randn(batch, cfg.in_channels, cfg.T, cfg.num_joints, cfg.num_persons)
+def randomise_nonlocal(model: torch.nn.Module, seed: int = 0) -> int:
+    """Give every non-local module a random output weighting W_w (Eq. 11; it starts at zero, where a non-local branch
+    contributes exactly nothing and a comparison cannot see it). Returns the number of modules changed."""
+    g = torch.Generator().manual_seed(seed)
+    mods = [m for m in model.modules() if isinstance(m, NonLocal)]
     with torch.no_grad():
-        a = cpu_model(x)
-        b = gpu_model(x.cuda())
+        for m in mods:
+            w = m.W_w.weight
+            w.copy_(0.1 * torch.randn(w.shape, generator=g, dtype=w.dtype).to(w.device))
+    return len(mods)
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.double() - b.double().cpu()).abs().max() / a.double().abs().max().clamp_min(1e-12))
+
+
+def cuda_vs_cpu(model_kw: dict, preset: str, batch: int, device: torch.device) -> bool:
+    """One set of weights, non-local W_w random, fp32 (TF32 off), on ``device`` and on the CPU: the heads in eval mode,
+    then the parameters after one training step with gradient accumulation (two micro-batches) and one deferred
+    (``sync_every``) step. On the CPU it compares the CPU with itself: the code path, with nothing to find."""
+    torch.manual_seed(0)
+    ref = build_model(preset, **model_kw)
+    changed = randomise_nonlocal(ref)
+    x = torch.randn(batch, ref.config.in_channels, ref.config.T, ref.config.num_joints, ref.config.num_persons)
+    y = torch.randint(0, ref.config.num_classes, (batch,))
     worst = 0.0
-    for name, ha, hb in zip(("p", "v", "c"), a, b):
-        if ha is None:
-            continue
-        rel = float((ha - hb.cpu()).abs().max() / ha.abs().max().clamp_min(1e-12))
-        worst = max(worst, rel)
-        say(f"cuda-vs-cpu fp32 head {name}: max|diff|/max|logit| = {rel:.2e}")
-    ok = worst < 1e-4
-    say(f"cuda-vs-cpu: {'PASS' if ok else 'FAIL'} (worst {worst:.2e}, tolerance 1e-4)")
+    with torch.no_grad():
+        silent = copy.deepcopy(ref).eval()
+        for m in silent.modules():
+            if isinstance(m, NonLocal):
+                m.W_w.weight.zero_()
+        seen = _rel(ref.eval()(x).c, silent(x).c)  # how much the non-local branches move the prediction
+        other = copy.deepcopy(ref).to(device).eval()
+        for name, ha, hb in zip(("p", "v", "c"), ref(x), other(x.to(device))):
+            if ha is not None:
+                worst = max(worst, _rel(ha, hb))
+                say(f"cuda-vs-cpu fp32 head {name}: max|diff|/max|logit| = {_rel(ha, hb):.2e}")
+    say(f"cuda-vs-cpu: {changed} non-local modules with random W_w move head c by {seen:.2e} (relative)")
+    for label, over in (("accum_steps=2", dict(accum_steps=2)), ("sync_every=2", dict(sync_every=2))):
+        params = []
+        for dev in (torch.device("cpu"), device):
+            cfg = recipes.config_for(preset, model=dict(model_kw, dropout=0.0), batch_size=batch, precision="fp32",
+                                     device=str(dev), **over)
+            t = build(cfg, dev)
+            t.model.load_state_dict(ref.state_dict())
+            res = TrainStep(t, cfg.accum_steps, cfg.sync_every)(x.to(dev), y.to(dev), global_step=1)
+            assert res.nonfinite is None, f"{label}: non-finite step on {dev}"
+            params.append(torch.cat([p.detach().double().cpu().flatten() for p in t.model.parameters()]))
+        moved = float((params[0] - torch.cat([p.detach().double().flatten() for p in ref.parameters()])).abs().max())
+        diff = float((params[0] - params[1]).abs().max()) / max(moved, 1e-12)
+        worst = max(worst, diff)
+        say(f"cuda-vs-cpu fp32 train step {label}: max|Δparam difference| / max|Δparam| = {diff:.2e}")
+    ok = worst < 1e-4 and seen > 1e-3
+    say(f"cuda-vs-cpu: {'PASS' if ok else 'FAIL'} (worst {worst:.2e}, tolerance 1e-4; the non-local branches "
+        f"{'are' if seen > 1e-3 else 'are NOT'} seen)")
     return ok
 
 
@@ -126,9 +158,10 @@ def fit_check(model_kw: dict, preset: str, batch: int, steps: int, device: str, 
     with tempfile.TemporaryDirectory() as tmp:
         store = make_random_store(Path(tmp) / "store", n_train=batch * steps, n_test=2 * batch,
                                   num_classes=model_kw.get("num_classes", 60), C=3, T=T + 20, V=25, M=2)
-        cfg = dict(preset=preset, model=model_kw, data=str(store), out=str(Path(tmp) / "run"), epochs=1,
-                   batch_size=batch, precision="bf16" if device != "cpu" else "fp32", device=device,
-                   data_mode="gpu" if device != "cpu" else "cpu", progress=False, checkpoint_every_steps=steps // 2)
+        cfg = recipes.config_for(preset, model=model_kw, data=str(store), out=str(Path(tmp) / "run"), epochs=1,
+                                 batch_size=batch, precision="bf16" if device != "cpu" else "fp32", device=device,
+                                 data_mode="gpu" if device != "cpu" else "cpu", progress=False,
+                                 checkpoint_every_steps=steps // 2)
         t0 = time.perf_counter()
         res = fit(cfg)
         wall = time.perf_counter() - t0
@@ -172,9 +205,10 @@ def engine_throughput(model_kw: dict, preset: str, batch: int, steps: int, devic
         for name in variants:
             v = dict(ENGINE_VARIANTS[name])
             kw = dict(model_kw, **v.pop("model", {}))
-            cfg = dict(preset=preset, model=kw, data=str(store), out=str(Path(tmp) / name), epochs=2,
-                       batch_size=batch, precision=precision, device=device,
-                       data_mode="gpu" if device != "cpu" else "cpu", progress=False, eval_every=2, **v)
+            cfg = recipes.config_for(preset, model=kw, data=str(store), out=str(Path(tmp) / name), epochs=2,
+                                     batch_size=batch, precision=precision, device=device,
+                                     data_mode="gpu" if device != "cpu" else "cpu", progress=False, eval_every=2,
+                                     **v)
             cuda = device != "cpu" and torch.cuda.is_available()
             try:
                 with warnings.catch_warnings(record=True) as seen:
@@ -197,7 +231,7 @@ def engine_throughput(model_kw: dict, preset: str, batch: int, steps: int, devic
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="slnl bench gpu-train", description=__doc__.split("\n")[0])
     ap.add_argument("--tiny", action="store_true", help="tiny model, few steps: check the code path on any machine")
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=None)
     ap.add_argument("--steps", type=int, default=None)
@@ -228,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         throughput(model_kw, preset, b, steps, warmup, device, precision, compile_=False)
     if args.compile:
         throughput(model_kw, preset, max(batches), steps, warmup, device, precision, compile_=True)
-    ok &= cuda_vs_cpu(model_kw, preset, batch=4 if args.tiny else 8)
+    ok &= cuda_vs_cpu(model_kw, preset, 4 if args.tiny else 8, device)
     ok &= fit_check(model_kw, preset, batches[0], 4 if args.tiny else 20, str(device), args.tiny)
     if args.engine is not None:
         names = args.engine or list(ENGINE_VARIANTS)

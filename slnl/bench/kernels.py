@@ -11,8 +11,8 @@ with the candidate kernel alone, against the same random output gradient. It rep
 which the candidate's gradients are non-finite while the package's are finite, and the largest relative difference
 of the gradients. Nothing in the package is changed.
 
-    python benchmarks/cudnn_attention.py                                   # cuda, kinetics + ntu, 20 steps
-    python benchmarks/cudnn_attention.py --device cpu --presets cpu --steps 2 --candidate math   # dry run (CPU)
+    slnl bench kernels                                   # cuda, kinetics + ntu, 20 steps
+    slnl bench kernels --device cpu --presets cpu --steps 2 --candidate math   # dry run (CPU)
 
 Exit status 0 when the candidate's gradients were finite wherever the package's were (and something was compared).
 """
@@ -27,13 +27,11 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing slnl
-
-from slnl.engine.config import TrainConfig  # noqa: E402
-from slnl.engine.device import autocast, resolve_device  # noqa: E402
-from slnl.engine.step import TrainStep, build  # noqa: E402
-from slnl.models import NonLocal  # noqa: E402
-from slnl.models.nonlocal_ import FUSED_BACKENDS  # noqa: E402
+from slnl import recipes
+from slnl.engine.device import autocast, resolve_device
+from slnl.engine.step import TrainStep, build
+from slnl.models import NonLocal
+from slnl.models.nonlocal_ import FUSED_BACKENDS
 
 CANDIDATES = {"cudnn": SDPBackend.CUDNN_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
               "flash": SDPBackend.FLASH_ATTENTION, "math": SDPBackend.MATH}
@@ -50,7 +48,7 @@ def attention_grads(q, k, v, grad_out, backends) -> torch.Tensor:
 
 def check_preset(preset: str, device: torch.device, candidate: str, steps: int, batch_size: int,
                  precision: str) -> dict:
-    cfg = TrainConfig(preset=preset, batch_size=batch_size, precision=precision, device=str(device)).resolve()
+    cfg = recipes.config_for(preset, batch_size=batch_size, precision=precision, device=str(device))
     t = build(cfg, device)
     step = TrainStep(t)
     kept: list[tuple[NonLocal, torch.Tensor]] = []
@@ -92,7 +90,7 @@ def check_preset(preset: str, device: torch.device, candidate: str, steps: int, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="slnl bench kernels", description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--presets", default="kinetics,ntu")
     ap.add_argument("--candidate", choices=sorted(CANDIDATES), default="cudnn")
