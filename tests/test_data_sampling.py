@@ -122,7 +122,8 @@ def test_gpu_resident_loader_equals_cpu_path(store):
     assert torch.equal(xb, torch.stack([ds[i][0] for i in (4, 0, 2)])) and yb.tolist() == [ds[i][1] for i in (4, 0, 2)]
     gl = GPUResidentLoader(ds, batch_size=7, device="cpu", drop_last=True, shuffle=False)
     batches = list(gl)
-    assert len(batches) == len(gl) == len(ds) // 7 and batches[0][0].dtype == torch.float16
+    assert len(batches) == len(gl) == len(ds) // 7 and batches[0][0].dtype == torch.float32  # float16: asked for
+    assert GPUResidentLoader(ds, batch_size=7, device="cpu", dtype=torch.float16).data.dtype == torch.float16
     assert torch.equal(batches[0][1], torch.as_tensor(ds.labels[ds.indices[:7]]))
 
 

@@ -69,6 +69,10 @@ def test_two_process_ddp_resumes_and_matches_one_process(tmp_path):
         assert h2["train"]["samples"] == h1["train"]["samples"] == 32  # all-reduced over both processes
         assert h2["train"]["loss"]["total"] == pytest.approx(h1["train"]["loss"]["total"], rel=1e-4)
         assert h2[TEST]["n"] == 16  # every test sample evaluated exactly once across the two processes
+        # The evaluation batch is global and the BN statistics pass runs the same batches on one process or two, so
+        # the test loss after it agrees as closely as the weights do (~1e-8 here; each process batching its own
+        # share of the clips moved it by 2e-4 to 6e-4).
+        assert h2[TEST]["loss"]["total"] == pytest.approx(h1[TEST]["loss"]["total"], rel=1e-5)
     assert r2["device"]["world_size"] == 2 and sum(map(sum, r2["confusion"])) == 16
 
 

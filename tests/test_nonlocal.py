@@ -195,3 +195,66 @@ def test_recompute_policy_on_cpu(monkeypatch, recompute, expected):
     assert len(calls) == expected
     with pytest.raises(ValueError, match="recompute"):
         NonLocal(4, 4, "st", "fused", recompute="sometimes")
+
+
+@pytest.mark.parametrize("recompute", ["always", "never"])
+@pytest.mark.parametrize("dims", NONLOCAL_DIMS)
+def test_attention_batch_is_chunked_at_the_kernel_limit(monkeypatch, dims, recompute):
+    """CUDA's flash and memory-efficient kernels fail on a batch above 65,535 (pytorch/pytorch#146704, #142228), and
+    the modules fold B·N ("t") or B·T ("s") sequences into that batch. Above SDPA_MAX_BATCH the attention runs in
+    chunks: every kernel call within the limit, output and gradients bit for bit those of one call."""
+    import slnl.models.nonlocal_ as nl
+
+    sizes = []
+    real = F.scaled_dot_product_attention
+
+    def spy(q, k, v, *args, **kwargs):
+        sizes.append(q.shape[0])
+        return real(q, k, v, *args, **kwargs)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+    torch.manual_seed(0)
+    m = NonLocal(P, Q, dims, "fused", recompute=recompute).train()
+    with torch.no_grad():
+        m.W_w.weight.normal_(0, 0.5)
+        m.qkv.weight.mul_(0.5)
+    x = torch.randn(5, P, T, N)  # folded batch: 35 ("t"), 60 ("s"), 5 ("st")
+
+    def run():
+        m.zero_grad(set_to_none=True)
+        xi = x.clone().requires_grad_(True)
+        y = m(xi)
+        (y * torch.linspace(-1, 1, y.numel()).reshape(y.shape)).sum().backward()
+        return y.detach(), xi.grad, [p.grad for p in m.parameters()]
+
+    y1, gx1, gp1 = run()
+    folded = sizes[0]
+    assert all(s == folded for s in sizes)  # today's path: one call over the whole folded batch
+    monkeypatch.setattr(nl, "SDPA_MAX_BATCH", 3)
+    sizes.clear()
+    y2, gx2, gp2 = run()
+    assert max(sizes) <= 3 and sum(sizes[: -(-folded // 3)]) == folded  # chunks of <= 3 covering the batch
+    torch.testing.assert_close(y2, y1, rtol=0, atol=0)
+    torch.testing.assert_close(gx2, gx1, rtol=0, atol=0)
+    for a, b in zip(gp2, gp1):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_attention_below_the_limit_is_one_unchanged_call(monkeypatch):
+    """A batch within SDPA_MAX_BATCH (every batch this repository trains) takes exactly the single call it took before
+    chunking existed."""
+    import slnl.models.nonlocal_ as nl
+
+    assert nl.SDPA_MAX_BATCH == 65535
+    calls = []
+    real = F.scaled_dot_product_attention
+    monkeypatch.setattr(F, "scaled_dot_product_attention",
+                        lambda q, k, v, *a, **kw: calls.append(q.shape[0]) or real(q, k, v, *a, **kw))
+    for dims, folded in (("t", B * N), ("s", B * T), ("st", B)):
+        fused, _ = _pair(dims)
+        x = _x()
+        y = fused(x)
+        q, k, v = fused._sequences(x)
+        expected = fused._back(fused.W_w(real(q, k, v, scale=1.0)), B, T, N)
+        assert calls[-1] == folded
+        torch.testing.assert_close(y, expected, rtol=0, atol=0)

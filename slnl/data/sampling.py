@@ -242,7 +242,7 @@ class GPUResidentLoader:
         dataset: SkeletonDataset,
         batch_size: int,
         device: str | torch.device,
-        dtype: torch.dtype = torch.float16,
+        dtype: torch.dtype = torch.float32,
         shuffle: bool = True,
         seed: int = 0,
         drop_last: bool = False,

@@ -52,6 +52,18 @@ def stats_positions(n: int, world_size: int = 1) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, k).round().astype(np.int64))[:k]
 
 
+def _my_batches(positions: np.ndarray, batch_size: int, info: D.DistInfo, synced: bool) -> list[np.ndarray]:
+    """This process's batches of the pass, such that every BN layer normalises over the same clips whatever the number
+    of processes: ``positions`` cut into batches of ``batch_size`` (the global evaluation batch), dealt out to the
+    processes in turn; under SyncBatchNorm (which normalises over all processes' inputs) each batch is shared out
+    instead, its size rounded down to a multiple of the number of processes so that every share is equal."""
+    W = info.world_size
+    if synced and W > 1:
+        b = max(W, batch_size - batch_size % W)
+        return [positions[a : a + b][info.rank :: W] for a in range(0, len(positions), b)]
+    return [positions[a : a + batch_size] for a in range(0, len(positions), batch_size)][info.rank :: W]
+
+
 def _bn_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
 
@@ -81,9 +93,8 @@ def recompute(model: nn.Module, fetch: Callable[[np.ndarray], tuple[torch.Tensor
         if isinstance(m, nn.modules.dropout._DropoutNd):
             m.eval()
     try:
-        mine = positions[info.rank :: info.world_size]
-        for a in range(0, len(mine), batch_size):
-            x, _ = fetch(mine[a : a + batch_size])
+        for part in _my_batches(positions, batch_size, info, synced=any(isinstance(b, nn.SyncBatchNorm) for b in bns)):
+            x, _ = fetch(part)
             mark_step()
             forward(model, x.to(device, non_blocking=True).float(), precision)
     finally:

@@ -1,4 +1,4 @@
-"""Where and in what arithmetic a run executes: device, precision (autocast), determinism, seeds.
+"""Where and in what arithmetic a run executes: device, precision (autocast; float32 without TF32), determinism, seeds.
 
 These are *how* a run executes, not *what* it trains; the training step (``slnl.engine.step``), evaluation and the
 benchmark all take them from here, so the three agree on what ``precision="bf16"`` or ``device="auto"`` means.
@@ -9,6 +9,7 @@ import contextlib
 import os
 import platform
 import random
+import warnings
 from typing import ContextManager
 
 import numpy as np
@@ -32,10 +33,32 @@ def resolve_device(name: str) -> torch.device:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` → bf16 on a CUDA device that supports it, else fp32 (``slnl.engine.config``'s docstring: why)."""
+    """``auto`` → bf16 on a CUDA device that supports it, else fp32 (``slnl.engine.config``'s docstring: why).
+
+    Whatever runs a model resolves its precision here first (``fit``, ``evaluate``, ``step.build``: the benchmark and
+    the device checks), so this is also where the process is set to compute float32 as float32 (``strict_fp32``)."""
+    strict_fp32()
     if precision == "auto":
         return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
     return precision
+
+
+def strict_fp32() -> None:
+    """CUDA matmuls and cuDNN convolutions / RNNs on float32 tensors in IEEE float32, never TF32 (a 10-bit mantissa),
+    whatever the precision: an fp32 run is fp32, and what a bf16 / fp16 run keeps in float32 (the frequency attention,
+    the losses: ``slnl.engine.config``'s docstring) stays float32. The flags are process-global; the CPU's (oneDNN)
+    are left as they are, so CPU arithmetic does not change.
+
+    Newer torch documents per-operator flags (``torch.backends.cuda.matmul.fp32_precision``, …) and keeps the legacy
+    ``allow_tf32`` switches beside them; reading a legacy switch raises while the two disagree (the benchmark's
+    provenance reads them). The legacy setters write both, so they go first, their deprecation warning silenced;
+    then cuDNN's per-operator flags are made explicit (the legacy setter leaves them to inherit the global one)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Please use the new API settings to control TF32")
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    if hasattr(torch.backends.cudnn, "conv"):
+        torch.backends.cudnn.conv.fp32_precision = torch.backends.cudnn.rnn.fp32_precision = "ieee"
 
 
 def autocast(precision: str, device: torch.device) -> ContextManager:

@@ -25,12 +25,14 @@ from slnl.utils import resolve_path
 @torch.no_grad()
 def run_eval(net, fetch, n: int, batch_size: int, device: torch.device, precision: str, loss_fn, num_classes: int,
              info: D.DistInfo, mark_step: Callable[[], None] = no_op) -> EvalAccumulator:
-    """Counts over the first ``n`` positions of ``fetch``'s subset, this process's share, summed over processes."""
+    """Counts over the first ``n`` positions of ``fetch``'s subset, this process's share, summed over processes;
+    ``batch_size`` is the global evaluation batch (each process takes its share of it)."""
     net.eval()
     acc = EvalAccumulator(num_classes)
     mine = np.arange(info.rank, n, info.world_size, dtype=np.int64)
-    for a in range(0, len(mine), batch_size):
-        x, y = to_device(*fetch(mine[a : a + batch_size]), device)
+    per_process = -(-batch_size // info.world_size)  # the batch is global, like training's; in eval mode a clip's
+    for a in range(0, len(mine), per_process):       # prediction does not depend on the clips beside it
+        x, y = to_device(*fetch(mine[a : a + per_process]), device)
         mark_step()
         heads = forward(net, x, precision)
         total, parts = loss_fn(heads, y)

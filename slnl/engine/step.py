@@ -12,15 +12,17 @@ fp16).
 1. zero the gradients; ``gradients()``: for each of ``accum_steps`` micro-batches, the forward under autocast
    (``forward()``: the heads in float32), the loss, and its backward scaled by ``1/accum_steps`` (DDP averages over
    processes on the last micro-batch only);
-2. the non-finite check and the optimiser step, in one of two ways:
+2. the non-finite check and the optimiser step. A step is non-finite when its loss or any gradient holds a NaN or
+   ±inf (a finite loss can back-propagate a NaN; under fp16 the gradients are the loss scaler's to check, and its
+   skipped overflow steps are routine). It is handled in one of two ways:
 
-   * ``sync_every = 1`` (default): one small all-reduce per step — did any process see a non-finite loss, or a stop
-     signal? — read on the host; a non-finite step is not taken (``StepResult.nonfinite``; ``fit`` stops with
+   * ``sync_every = 1`` (default): one small all-reduce per step — was any process's step non-finite, or was it
+     asked to stop? — read on the host; a non-finite step is not taken (``StepResult.nonfinite``; ``fit`` stops with
      ``NonFiniteLossError``).
-   * ``sync_every = N > 1``: no host-device synchronisation inside the N steps. A non-finite loss is still never
-     applied — fused Adam skips that step on the device (its ``found_inf`` input, the protocol
-     ``torch.amp.GradScaler`` uses) — and the first such step is remembered on the device; ``check()``, the one
-     synchronisation of N steps, returns it, by its number, for ``fit`` to raise.
+   * ``sync_every = N > 1``: no host-device synchronisation inside the N steps. A non-finite step is still never
+     applied — fused Adam skips it on the device (its ``found_inf`` input, the protocol ``torch.amp.GradScaler``
+     uses) — and the first such step is remembered on the device; ``check()``, the one synchronisation of N steps,
+     returns it, by its number, for ``fit`` to raise.
 
 ``StepResult.sums`` are the step's float64 sums (``SUMS``: per-sample losses of the total and of each head, correct
 predictions of ``p_c``, samples; zero for a skipped step), which the loop adds up over an epoch.
@@ -44,11 +46,37 @@ SUMS = ("loss", "loss_p", "loss_v", "loss_c", "correct", "n")  # the float64 sum
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or ±inf; the last good checkpoint is left as it was."""
+    """The training loss, a gradient or the weights became NaN or ±inf; the last good checkpoint is left as it was."""
 
 
 def no_op() -> None:
     pass
+
+
+def nonfinite_grads(params: list[Tensor], device: torch.device) -> Tensor:
+    """Whether any of ``params``' gradients holds a NaN or ±inf, as a bool tensor on ``device`` (no host
+    synchronisation). Each gradient's max-norm is NaN or inf exactly when it holds one (NaN propagates through the
+    max; unlike the 2-norm it cannot overflow on a finite gradient)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return torch.zeros((), dtype=torch.bool, device=device)
+    return ~torch.stack(torch._foreach_norm(grads, float("inf"))).isfinite().all()
+
+
+def first_nonfinite(model: nn.Module) -> str | None:
+    """The name of the model's first parameter or buffer that holds a NaN or ±inf, else None (one host
+    synchronisation for the whole model)."""
+    named = [(name, v) for name, v in [*model.named_parameters(), *model.named_buffers()] if v.is_floating_point()]
+    if not named:
+        return None
+    finite = torch.stack([torch.isfinite(v).all() for _, v in named]).tolist()
+    return next((name for (name, _), ok in zip(named, finite) if not ok), None)
+
+
+def _reported_loss(loss: Tensor) -> Tensor:
+    """The loss a non-finite step reports: this process's loss where it is non-finite, else NaN (the loss was finite:
+    a gradient, or another process's loss, was not)."""
+    return torch.where(torch.isfinite(loss), float("nan"), loss)
 
 
 # ====================================================================================================================
@@ -178,7 +206,7 @@ class StepResult(NamedTuple):
     sums: Tensor  # SUMS of the step (float64, on the device); zero for a step skipped on the device
     heads: set[str]  # heads with a loss (a single-stream row has no p or v head)
     stop: bool  # a process was asked to stop (SIGTERM / SIGINT): act at this step boundary
-    nonfinite: Tensor | None  # sync_every = 1: the non-finite loss; the optimiser step was NOT taken
+    nonfinite: Tensor | None  # sync_every = 1: the step was non-finite and NOT taken; its ``_reported_loss``
 
     @property
     def loss(self) -> Tensor:
@@ -194,6 +222,7 @@ class TrainStep:
         self.accum_steps = accum_steps
         self.deferred = sync_every > 1
         self.no_sync = training.net.no_sync if training.info.enabled else None
+        self.params = [p for group in training.opt.param_groups for p in group["params"]]
         self.new_epoch()
 
     def new_epoch(self) -> None:
@@ -209,26 +238,24 @@ class TrainStep:
         t.opt.zero_grad(set_to_none=True)
         sums, heads = gradients(t.net, t.loss_fn, x, y, t.precision, accum_steps=self.accum_steps, scaler=t.scaler,
                                 mark_step=t.mark_step, no_sync=self.no_sync, poison=poison)
+        bad = ~torch.isfinite(sums[0])  # on the device: a non-finite loss or gradient (the module docstring)
+        if t.scaler is None:
+            bad = bad | nonfinite_grads(self.params, t.device)
         if self.deferred:
-            bad = ~torch.isfinite(sums[0])
-            if t.info.enabled:  # every process skips the step if any saw a non-finite loss (a device collective)
+            if t.info.enabled:  # every process skips the step if any saw it non-finite (a device collective)
                 bad = D.all_reduce_max(bad.double(), t.info) > 0
             t.opt.found_inf = bad.float()  # read by fused Adam's step: 1 = leave everything unchanged
             t.opt.step()
             new_bad = (self.first_bad == 0) & bad
             self.first_bad = torch.where(new_bad, global_step, self.first_bad)
-            # this process's loss at that step; NaN where only another process's was non-finite
-            mine = sums[0] / sums[5]
-            self.first_bad_loss = torch.where(new_bad, torch.where(torch.isfinite(mine), float("nan"), mine),
-                                              self.first_bad_loss)
+            self.first_bad_loss = torch.where(new_bad, _reported_loss(sums[0] / sums[5]), self.first_bad_loss)
             return StepResult(torch.where(bad, torch.zeros_like(sums), sums), heads, stop and not t.info.enabled,
                               None)
-        # One small collective per step: did any process see a non-finite loss or a stop signal?
-        flags = torch.stack([(~torch.isfinite(sums[0])).double(),
-                             torch.tensor(float(stop), dtype=torch.float64, device=t.device)])
-        bad, stop_any = D.all_reduce_max(flags, t.info).tolist()
-        if bad:
-            return StepResult(sums, heads, bool(stop_any), sums[0] / sums[5])
+        # One small collective per step: was any process's step non-finite, or was one asked to stop?
+        flags = torch.stack([bad.double(), torch.tensor(float(stop), dtype=torch.float64, device=t.device)])
+        bad_any, stop_any = D.all_reduce_max(flags, t.info).tolist()
+        if bad_any:
+            return StepResult(sums, heads, bool(stop_any), _reported_loss(sums[0] / sums[5]))
         if t.scaler:
             t.scaler.step(t.opt)
             t.scaler.update()

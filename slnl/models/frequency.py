@@ -19,8 +19,9 @@ and the output is cast back to the input's dtype. In bf16 (8 significant bits) t
 T' = N' = 64 errs by about 5e-3 relative, in float32 by about 3e-7 (``tests/test_frequency.py`` checks both): every
 output frequency is a sum of T'·N' = 4,096 products, and rounding of that size would reach both the per-frequency
 gates of Eq. 2 and the signal that rFA adds back to X'. The price is that these few matmuls run at
-float32 speed. (A float32 matmul on CUDA stays float32 while TF32 matmuls are off, PyTorch's default; slnl never
-turns them on.)
+float32 speed. (A float32 matmul on CUDA stays float32: ``slnl.engine.device.strict_fp32`` turns TF32 off for
+every run.) Under bf16 autocast the island's two sides stay bf16: its input arrives rounded to bf16 and its output
+is rounded once more (``tests/test_frequency.py`` bounds the whole at 3e-3 relative).
 """
 from __future__ import annotations
 

@@ -28,7 +28,8 @@ Choices the paper leaves open:
 ``impl="fused"`` runs ``F.scaled_dot_product_attention`` on 4-D ``(batch, 1, seq, Q)`` tensors whose last axis has
 stride 1 and whose q, k, v share one head size, so PyTorch dispatches to a fused kernel (flash attention on CPU and
 CUDA, memory-efficient attention otherwise) that never stores the (seq × seq) affinity; its memory grows linearly
-with the sequence instead of quadratically. ``impl="reference"`` is einsum + softmax with the affinity materialised;
+with the sequence instead of quadratically. A call takes at most ``SDPA_MAX_BATCH`` sequences (a CUDA grid limit);
+larger batches run in chunks. ``impl="reference"`` is einsum + softmax with the affinity materialised;
 ``affinity(x)`` returns that matrix for visualisation. Which kernel runs, and what each path costs, is measured by
 ``slnl bench`` (results/bench/).
 """
@@ -51,6 +52,12 @@ NONLOCAL_IMPLS: tuple[str, ...] = ("fused", "reference")
 # no fused kernel accepts the inputs (it is never chosen when flash or efficient can run).
 FUSED_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
+# The largest batch one fused attention call is given. CUDA's flash and memory-efficient kernels put the batch on a
+# grid axis limited to 65,535 blocks and fail above it ("invalid configuration argument": pytorch/pytorch#146704,
+# #142228); the modules fold B·N ("t") or B·T ("s") sequences into that batch, so an evaluation batch of a few hundred
+# clips reaches it. Larger batches run in chunks of this size (_attention).
+SDPA_MAX_BATCH = 65535
+
 
 # Selective recomputation for the fused training path: keep what the attention kernel returns (its output and
 # log-sum-exp, which its backward needs), recompute the cheap q/k/v projection and layout views in backward. Without
@@ -70,6 +77,16 @@ _SDPA_OPS = {
 
 def _keep_attention_output(ctx, op, *args, **kwargs) -> CheckpointPolicy:
     return CheckpointPolicy.MUST_SAVE if op in _SDPA_OPS else CheckpointPolicy.PREFER_RECOMPUTE
+
+
+def _attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """Fused attention of ``(batch, 1, seq, Q)`` tensors, at most ``SDPA_MAX_BATCH`` sequences per kernel call. The
+    sequences are independent, so chunks give the single call's numbers; a batch within the limit is one call."""
+    with sdpa_kernel(FUSED_BACKENDS):
+        if q.shape[0] <= SDPA_MAX_BATCH:
+            return F.scaled_dot_product_attention(q, k, v, scale=1.0)
+        return torch.cat([F.scaled_dot_product_attention(qc, kc, vc, scale=1.0) for qc, kc, vc in
+                          zip(q.split(SDPA_MAX_BATCH), k.split(SDPA_MAX_BATCH), v.split(SDPA_MAX_BATCH))])
 
 
 class NonLocal(nn.Module):
@@ -132,8 +149,7 @@ class NonLocal(nn.Module):
         B, _, T, N = x.shape
         q, k, v = self._sequences(x)
         if self.impl == "fused":
-            with sdpa_kernel(FUSED_BACKENDS):
-                y = F.scaled_dot_product_attention(q, k, v, scale=1.0)
+            y = _attention(q, k, v)
         else:
             a = torch.softmax(torch.einsum("bhid,bhjd->bhij", q, k), dim=-1)
             y = torch.einsum("bhij,bhjd->bhid", a, v)
