@@ -8,16 +8,12 @@ from slnl.data import msr3d
 from slnl.data.errors import DataFormatError
 from slnl.data.prepare import prepare_dataset
 from slnl.data.store import Store
+from conftest import prepare_shared
 
 
 @pytest.fixture(scope="module")
 def msr_store(shared_data, tmp_path_factory):
-    raw = shared_data / "msr_action3d"
-    if not raw.is_dir():
-        pytest.skip(f"{raw} absent")
-    out = tmp_path_factory.mktemp("msr") / "store"
-    summary = prepare_dataset("msr3d", raw, out, workers=1, progress=False, quiet=True)
-    return raw, out, summary
+    return prepare_shared(shared_data, tmp_path_factory, "msr3d", "msr_action3d")
 
 
 def test_557_sequences_split_by_subject(msr_store):

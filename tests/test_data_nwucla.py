@@ -12,6 +12,7 @@ from slnl.data.errors import DataFormatError
 from slnl.data.prepare import main, prepare_dataset
 from slnl.data.store import Store, canonical_split, split_names
 from slnl.models.transform import velocity
+from conftest import prepare_shared
 
 # clips per class (label order), from the file names: views 1 + 2 train, view 3 test
 TRAIN_PER_CLASS = [102, 102, 96, 124, 101, 102, 99, 99, 98, 97]
@@ -20,12 +21,7 @@ TEST_PER_CLASS = [48, 50, 45, 49, 47, 47, 43, 43, 47, 45]
 
 @pytest.fixture(scope="module")
 def ucla_store(shared_data, tmp_path_factory):
-    raw = shared_data / "nw_ucla" / "all_sqe"
-    if not raw.is_dir():
-        pytest.skip(f"{raw} absent")
-    out = tmp_path_factory.mktemp("nwucla") / "store"
-    summary = prepare_dataset("nwucla", raw, out, workers=1, progress=False, quiet=True)
-    return raw, out, summary
+    return prepare_shared(shared_data, tmp_path_factory, "nwucla", "nw_ucla/all_sqe")
 
 
 def test_1484_clips_split_by_view(ucla_store):

@@ -9,6 +9,7 @@ from slnl.data import sbu
 from slnl.data.errors import DataFormatError
 from slnl.data.prepare import main, prepare_dataset
 from slnl.data.store import SPLIT_ALIASES, Store, canonical_split, split_names
+from conftest import prepare_shared
 
 FOLD_TEST = [55, 52, 56, 54, 65]
 # sequences per class (folders 01-08) in each fold's test sets
@@ -23,12 +24,7 @@ FOLD_TEST_PER_CLASS = [
 
 @pytest.fixture(scope="module")
 def sbu_store(shared_data, tmp_path_factory):
-    raw = shared_data / "sbu"
-    if not raw.is_dir():
-        pytest.skip(f"{raw} absent")
-    out = tmp_path_factory.mktemp("sbu") / "store"
-    summary = prepare_dataset("sbu", raw, out, workers=1, progress=False, quiet=True)
-    return raw, out, summary
+    return prepare_shared(shared_data, tmp_path_factory, "sbu", "sbu")
 
 
 def raw_metres(path):

@@ -7,8 +7,8 @@ Dataset; ``GPUResidentLoader`` serves a whole split from the device; ``epoch_ord
 gives a fresh machine a real dataset. ``DATASETS`` names what a store can hold, ``FORMATS`` what ``prepare`` reads.
 
 Module graph (no cycles): ``errors`` ← ``store`` ← ``pipeline`` ← the format modules (``ntu``, ``kinetics``,
-``msr3d``, ``nwucla``, ``sbu``, ``ctrgcn``, ``pyskl``, ``npz``, ``synthetic``) ← ``prepare``; ``sampling`` (torch) ←
-``store``.
+``msr3d``, ``nwucla``, ``sbu``, ``ctrgcn``, ``pyskl``, ``npz``, ``synthetic``; raw text and JSON read through
+``readers``) ← ``prepare``; ``sampling`` (torch) ← ``store``.
 
 Attributes are imported lazily so that ``slnl --help`` and parser worker processes never pay for torch.
 """
@@ -26,7 +26,7 @@ _LAZY = {
     "DataFormatError": "errors", "StoreError": "errors", "StoreChangedError": "errors", "StoreExistsError": "errors",
 }
 _MODULES = ("ntu", "kinetics", "msr3d", "nwucla", "sbu", "ctrgcn", "pyskl", "npz", "synthetic", "store", "sampling",
-            "pipeline", "prepare", "errors")
+            "pipeline", "prepare", "errors", "readers")
 __all__ = sorted(_LAZY) + list(_MODULES)
 
 

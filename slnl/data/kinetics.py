@@ -40,6 +40,7 @@ import numpy as np
 
 from .errors import DataFormatError, short
 from .pipeline import Bounds, Item, Plan, Reject
+from .readers import load_json
 
 NUM_JOINTS = 18
 MAX_FRAMES = 300
@@ -52,17 +53,6 @@ JOINT_NAMES = ["nose", "neck", "right shoulder", "right elbow", "right wrist", "
 # (child, parent), 0-based, ST-GCN's "openpose" layout
 BONES = [(4, 3), (3, 2), (7, 6), (6, 5), (13, 12), (12, 11), (10, 9), (9, 8), (11, 5), (8, 2), (5, 1), (2, 1),
          (0, 1), (15, 0), (14, 0), (17, 15), (16, 14)]
-
-
-def _load_json(path: str) -> object:
-    try:
-        text = Path(path).read_bytes().decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise DataFormatError(path, None, "UTF-8 JSON text", f"undecodable bytes at offset {e.start}") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise DataFormatError(path, e.lineno, "valid JSON", f"{e.msg} (column {e.colno})") from None
 
 
 def _numbers(path: str, where: str, v: object, n: int) -> np.ndarray:
@@ -91,7 +81,7 @@ def read_clip(path: str | os.PathLike, strict: bool = True, max_persons: int = 2
     ``strict`` is accepted for symmetry with the other parsers; every defect here is fatal (no value to keep).
     """
     path = str(path)
-    d = _load_json(path)
+    d = load_json(path)
     if not isinstance(d, dict) or "data" not in d:
         raise DataFormatError(path, "$", 'an object with a "data" list', short(json.dumps(d)[:80]))
     if expect_label is not None and "label_index" in d and d["label_index"] != expect_label:
@@ -184,7 +174,7 @@ def read_label_names(path: str | os.PathLike) -> list[str]:
 
 
 def _read_index(path: Path) -> dict[str, dict]:
-    d = _load_json(str(path))
+    d = load_json(str(path))
     if not isinstance(d, dict):
         raise DataFormatError(path, "$", "an object {clip id: {has_skeleton, label, label_index}}", type(d).__name__)
     for k, v in d.items():

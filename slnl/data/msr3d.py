@@ -24,6 +24,7 @@ import numpy as np
 
 from .errors import DataFormatError, short
 from .pipeline import Bounds, Item, Plan, Reject, read_name_list
+from .readers import text_lines
 
 NUM_JOINTS = 20
 BOUNDS = Bounds(("x", "y", "z"), (-10.0,) * 3, (10.0,) * 3, "metres, Kinect real-world coordinates")
@@ -63,14 +64,7 @@ def read_sequence(path: str | os.PathLike, strict: bool = True) -> tuple[np.ndar
     (a truncated last frame), or no non-zero frame at all. ``strict`` is accepted for symmetry; all are fatal.
     """
     path = str(path)
-    try:
-        lines = Path(path).read_bytes().decode("utf-8").splitlines()
-    except UnicodeDecodeError as e:
-        raise DataFormatError(path, None, "UTF-8/ASCII text", f"undecodable bytes at offset {e.start}") from None
-    while lines and not lines[-1].strip():
-        lines.pop()
-    if not lines:
-        raise DataFormatError(path, 1, f"{NUM_JOINTS} lines 'x y z c' per frame", "an empty file")
+    lines = text_lines(path, f"{NUM_JOINTS} lines 'x y z c' per frame")
     try:
         vals = np.array([ln.split() for ln in lines], dtype=np.float64)
         if vals.ndim != 2 or vals.shape[1] != 4:

@@ -53,6 +53,7 @@ import numpy as np
 
 from .errors import DataFormatError, short
 from .pipeline import Bounds, Item, Plan, Reject
+from .readers import load_json
 
 NUM_JOINTS = 20
 BOUNDS = Bounds(("x", "y", "z"), (-10.0,) * 3, (10.0,) * 3, "metres, Kinect v1 skeleton space")
@@ -97,17 +98,6 @@ def parse_name(name: str) -> dict[str, int]:
     return {"action": a, "subject": s, "execution": e, "view": v}
 
 
-def _load_json(path: str) -> object:
-    try:
-        text = Path(path).read_bytes().decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise DataFormatError(path, None, "UTF-8 JSON text", f"undecodable bytes at offset {e.start}") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise DataFormatError(path, e.lineno, "valid JSON", f"{e.msg} (column {e.colno})") from None
-
-
 def _locate(path: str, sk: list) -> None:
     """Walk ``skeletons`` and raise at the first value that is not a finite number in a ``(T, 20, 3)`` nest."""
     for t, fr in enumerate(sk):
@@ -142,7 +132,7 @@ def read_clip(path: str | os.PathLike, strict: bool = True, expect_label: int | 
     naming the JSON path. ``strict`` is accepted for symmetry with the other parsers; every defect here is fatal.
     """
     path = str(path)
-    d = _load_json(path)
+    d = load_json(path)
     if not isinstance(d, dict):
         raise DataFormatError(path, "$", 'an object with "file_name", "skeletons" and "label"',
                               short(json.dumps(d)[:80]))

@@ -44,6 +44,7 @@ import numpy as np
 
 from .errors import DataFormatError, short
 from .pipeline import Bounds, Item, Plan, Reject
+from .readers import text_lines
 
 NUM_JOINTS = 15
 NUM_PERSONS = 2
@@ -114,14 +115,7 @@ def read_sequence(path: str | os.PathLike, strict: bool = True) -> tuple[np.ndar
     ``strict`` is accepted for symmetry; all are fatal.
     """
     path = str(path)
-    try:
-        lines = Path(path).read_bytes().decode("utf-8").splitlines()
-    except UnicodeDecodeError as e:
-        raise DataFormatError(path, None, "UTF-8/ASCII text", f"undecodable bytes at offset {e.start}") from None
-    while lines and not lines[-1].strip():
-        lines.pop()
-    if not lines:
-        raise DataFormatError(path, 1, f"one line of {NUM_VALUES} comma-separated values per frame", "an empty file")
+    lines = text_lines(path, f"one line of {NUM_VALUES} comma-separated values per frame")
     try:
         vals = np.array([ln.split(",") for ln in lines], dtype=np.float64)
         if vals.ndim != 2 or vals.shape[1] != NUM_VALUES:

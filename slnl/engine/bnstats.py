@@ -5,9 +5,8 @@ each block"), so the next block's BN sees dropped-out activations during trainin
 exponential averages that PyTorch keeps in train mode and uses in eval mode — therefore describe activations scaled
 by dropout's 1/(1-p) on the kept units, whose variance is larger than that of the activations the layer receives at
 evaluation, when dropout is off: the "variance shift" of Li, Chen, Hu and Yang (CVPR 2019, "Understanding the
-disharmony between dropout and batch normalization by variance shift"). On MSR Action3D the final SLnL-rFA lost
-4.5 points of test top-1 to it, mean of seeds 0–4 at a 60-epoch schedule (82.1 % with the running averages, 86.6 %
-recomputed, same weights; the README's choices table).
+disharmony between dropout and batch normalization by variance shift"). What it changes on real data is measured
+in ``docs/recipes.md``.
 
 What. ``recompute`` replaces every BN layer's ``running_mean`` / ``running_var`` with the population statistics of
 that layer's input over a fixed set of training clips, taken the way evaluation takes them — the central crop, no
@@ -19,9 +18,9 @@ with input ``x`` (channels on dim 1) and ``n`` elements per channel over the who
 (the population variance: what train-mode BN would divide by were the pass one batch). The pass runs at the
 evaluation batch size (``TrainConfig.eval_batch_size``): each BN normalises by its batch's statistics, which approach
 the population statistics that evaluation uses as the batch grows, so the layers after it see more nearly what they
-will see at evaluation (MSR Action3D, 100 epochs, seeds 0–4: 88.9 / 89.2 / 89.5 / 89.5 % at batch 8 / 32 / 64 /
-284). Sums are float64 and, under several processes, summed over all of them, so every process ends with the same
-statistics. The clips are
+will see at evaluation. The batch is global: its clips are the same whatever the number of processes (whole batches
+dealt out to the processes, or each batch shared out under SyncBatchNorm), and sums are float64, summed over the
+processes, so every process ends with the same statistics, those one process would compute. The clips are
 ``stats_positions``: at most ``STATS_CLIPS`` of the training subset, evenly spaced in store order (no random draw,
 so the pass consumes no random numbers and a resumed run stays bit-identical). The cost is one forward pass of those
 clips per evaluation: on NTU RGB+D (40 091 training clips, evaluated every epoch) about a tenth of an epoch's clips,
