@@ -106,7 +106,7 @@ def test_stats_positions_are_evenly_spaced_and_equal_across_processes():
 def test_a_runs_checkpoint_holds_the_recomputed_statistics(tiny_store, tmp_path):  # noqa: F811
     """The final model evaluated in training is the checkpoint's: its BN buffers are those of the training clips'
     central crops, and training's running averages (``bn_stats="running"``) give other buffers, same weights."""
-    fit(tiny_config(tiny_store, tmp_path / "re", epochs=1, max_steps_per_epoch=2))
+    fit(tiny_config(tiny_store, tmp_path / "re", epochs=1, max_steps_per_epoch=2, bn_stats="recompute"))
     fit(tiny_config(tiny_store, tmp_path / "ru", epochs=1, max_steps_per_epoch=2, bn_stats="running"))
     re_model, cfg, _, _ = load_model(tmp_path / "re")
     ru_model, *_ = load_model(tmp_path / "ru")
@@ -120,3 +120,25 @@ def test_a_runs_checkpoint_holds_the_recomputed_statistics(tiny_store, tmp_path)
                       torch.device("cpu"), "fp32")
     for k, v in ru_model.state_dict().items():
         torch.testing.assert_close(v, re_sd[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
+def test_a_running_statistics_run_evaluates_both_and_trains_on_its_running_averages(tiny_store, tmp_path,
+                                                                                    monkeypatch):
+    """With bn_stats="running" (the paper's evaluation) every evaluation also reports the recomputed statistics, on
+    a snapshot put back afterwards: the run trains and checkpoints exactly what it would without that pass, and both
+    of its numbers are those of the final model with each kind of statistics."""
+    res = fit(tiny_config(tiny_store, tmp_path / "both", epochs=2, eval_every=1, bn_stats="running"))
+    monkeypatch.setattr(bnstats, "recompute", lambda *a, **k: 0)  # no pass at all
+    fit(tiny_config(tiny_store, tmp_path / "none", epochs=2, eval_every=1, bn_stats="running"))
+    a, b = load_model(tmp_path / "both")[0].state_dict(), load_model(tmp_path / "none")[0].state_dict()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k  # running averages included: the pass left no trace
+    monkeypatch.undo()
+    r = res.result
+    assert (r["top1"], r["top5"]) == (r["by_bn_stats"]["running"]["top1"], r["by_bn_stats"]["running"]["top5"])
+    for h in res.history:  # every evaluation has both
+        assert {"test_running", "test_recomputed"} <= set(h) and h["test"]["top1"] == h["test_running"]["top1"]
+    rec = fit(tiny_config(tiny_store, tmp_path / "re", epochs=2, eval_every=1, bn_stats="recompute")).result
+    assert (rec["top1"], rec["top5"]) == tuple(rec["by_bn_stats"]["recomputed"][k] for k in ("top1", "top5"))
+    csv_head = (tmp_path / "both" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"test_top1_running", "test_top1_recomputed", "test_top5_running", "test_top5_recomputed"} <= set(csv_head)

@@ -132,7 +132,11 @@ def test_run_directory_and_result(tiny_store, tmp_path):
     assert r["last_epoch"] == 3 and r["n_train"] == 32 and r["dataset"] == "tiny-test"
     for key in ("software", "git_commit", "device", "timings", "config", "model_config", "metrics"):
         assert key in r
-    assert "best" not in r and r["schema"] == 3
+    assert "best" not in r and r["schema"] == 4
+    # both BN evaluations of the final model; the headline is the one the run's bn_stats names
+    head = {"running": "running", "recompute": "recomputed"}[r["bn_stats"]]
+    assert (r["top1"], r["top5"]) == tuple(r["by_bn_stats"][head][k] for k in ("top1", "top5"))
+    assert set(r["by_bn_stats"]) == {"running", "recomputed"}
     # the store's identity: recorded in the result, the saved configuration and the checkpoint alike
     fp = json.loads((tiny_store / "meta.json").read_text())["fingerprint"]
     assert r["store_fingerprint"] == r["config"]["store_fingerprint"] == fp

@@ -63,6 +63,19 @@ def _my_batches(positions: np.ndarray, batch_size: int, info: D.DistInfo, synced
     return [positions[a : a + batch_size] for a in range(0, len(positions), batch_size)][info.rank :: W]
 
 
+def snapshot(model: nn.Module) -> list[torch.Tensor]:
+    """Copies of every BN layer's running statistics (mean, variance, batch counter), for ``restore``."""
+    return [t.detach().clone() for bn in _bn_layers(model)
+            for t in (bn.running_mean, bn.running_var, bn.num_batches_tracked)]
+
+
+def restore(model: nn.Module, saved: list[torch.Tensor]) -> None:
+    """Put back the statistics ``snapshot`` took: a pass on them leaves training's running averages as they were."""
+    live = [t for bn in _bn_layers(model) for t in (bn.running_mean, bn.running_var, bn.num_batches_tracked)]
+    for t, v in zip(live, saved, strict=True):
+        t.copy_(v)
+
+
 def _bn_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
 

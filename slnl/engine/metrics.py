@@ -92,12 +92,17 @@ class EvalAccumulator:
 # nothing (no epoch, no checkpoint) is selected on these numbers; a run reports its final epoch.
 TEST = "test"  # key of a history entry's test evaluation: {top1, top5, loss {total, p, v, c}, n}, or null
 TEST_TOP1, TEST_TOP5, TEST_LOSS = f"{TEST}_top1", f"{TEST}_top5", f"{TEST}_loss"  # its metrics.csv columns
+# Every evaluation is made with both BN statistics (slnl.engine.bnstats): training's running averages and statistics
+# recomputed from the training clips; TEST is the one the run's bn_stats names, these keys hold {top1, top5, loss}
+# of each, and BN_COLUMNS[mode] their metrics.csv columns (test_top1_running, test_top1_recomputed, ...).
+BN_MODES = ("running", "recomputed")
+BN_COLUMNS = {mode: (f"{TEST_TOP1}_{mode}", f"{TEST_TOP5}_{mode}") for mode in BN_MODES}
 TRAIN_LOSS = "train_loss"  # the training loss L (Eq. 21) per sample; per head: TRAIN_LOSS_HEAD (its three terms)
 TRAIN_LOSS_HEAD = {h: f"{TRAIN_LOSS}_{h}" for h in ("p", "v", "c")}
 
 CSV_COLUMNS = (
     "epoch", "lr", TRAIN_LOSS, *TRAIN_LOSS_HEAD.values(), "train_top1", TEST_TOP1, TEST_TOP5, TEST_LOSS,
-    "epoch_time_s", "samples_per_s", "steps",
+    "epoch_time_s", "samples_per_s", "steps", *(c for cols in BN_COLUMNS.values() for c in cols),
 )
 
 
@@ -111,6 +116,8 @@ def flat_row(h: dict[str, Any]) -> dict[str, Any]:
         "train_top1": tr.get("top1"),
         TEST_TOP1: te.get("top1"), TEST_TOP5: te.get("top5"), TEST_LOSS: (te.get("loss") or {}).get("total"),
         "epoch_time_s": h.get("epoch_time_s"), "samples_per_s": h.get("samples_per_s"), "steps": tr.get("steps"),
+        **{c: (h.get(f"{TEST}_{mode}") or {}).get(k) for mode, cols in BN_COLUMNS.items()
+           for c, k in zip(cols, ("top1", "top5"))},
     }
 
 

@@ -22,7 +22,8 @@ from slnl.engine.checkpoint import FILE as CHECKPOINT
 from slnl.engine.config import TrainConfig, config_diff
 from slnl.utils import resolve_path
 
-RESULT_SCHEMA_VERSION = 3  # 3: store_fingerprint; 2: per-epoch evaluation under "test", no "best" block, no best.pt
+# 4: bn_stats, by_bn_stats; 3: store_fingerprint; 2: per-epoch evaluation under "test", no "best" block, no best.pt
+RESULT_SCHEMA_VERSION = 4
 RUN_FILES = ("config.yaml", "metrics.jsonl", "metrics.csv", "result.json", CHECKPOINT)
 RUN_DIRS = ("tensorboard",)  # written with TrainConfig.tensorboard
 # Written by earlier versions (schema 1): removed, like RUN_FILES, when a directory is started afresh.
@@ -38,6 +39,8 @@ class RunResult(TypedDict):
     # paper reports; no epoch is selected on the test split (the per-epoch numbers are in ``metrics``)
     top1: float
     top5: float
+    bn_stats: str  # the BN statistics top1 / top5 were evaluated with: running | recompute (TrainConfig.bn_stats)
+    by_bn_stats: dict[str, dict[str, float]]  # {running, recomputed}: {top1, top5} of the final model with each
     last_epoch: int
     epochs: int
     n_test: int

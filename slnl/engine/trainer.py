@@ -31,7 +31,7 @@ from slnl.engine.config import TrainConfig, _plain, save_config
 from slnl.engine.device import device_name
 from slnl.engine.evaluation import run_eval
 from slnl.engine.fetch import fetchers, open_splits, rank_positions, to_device
-from slnl.engine.metrics import TEST, write_metrics
+from slnl.engine.metrics import BN_MODES, TEST, write_metrics
 from slnl.engine.progress import Clock, Scalars, bar, epoch_line
 from slnl.engine.rundir import RESULT_SCHEMA_VERSION, Result, RunResult, check_store, prepare, start_fresh
 from slnl.engine.signals import Fault, StopSignals, TrainingInterrupted
@@ -143,22 +143,26 @@ class Trainer:
             # optimizer.step() in this process; torch warns about an order that is correct here.
             warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
             self.t.sched.step()
-        test, eval_time = None, 0.0
+        test, eval_time, both = None, 0.0, {}
         if (self.epoch + 1) % cfg.eval_every == 0 or self.epoch + 1 == cfg.epochs:
             t = time.perf_counter()
-            if cfg.bn_stats == "recompute":
-                self._recompute_bn()
             D.broadcast_buffers(self.t.model, info)  # every process evaluates rank 0's BN statistics
-            acc = run_eval(self.t.eval_net, self.test_fetch, len(self.test_ds), cfg.eval_batch_size, self.device,
-                           self.t.precision, self.t.loss_fn, self.test_ds.num_classes, info, self.t.mark_step)
+            # Both BN evaluations, the headline (cfg.bn_stats) and the other beside it: training's running averages
+            # first, then statistics recomputed from the training clips — in place when they are the headline
+            # (training goes on from them), else on a snapshot restored afterwards (training never sees them).
+            evals = {"running": self._evaluate()}
+            saved = None if cfg.bn_stats == "recompute" else bnstats.snapshot(self.t.model)
+            self._recompute_bn()
+            evals["recomputed"] = self._evaluate()
+            if saved is not None:
+                bnstats.restore(self.t.model, saved)
             eval_time = time.perf_counter() - t
-            summary = acc.summary()
-            summary["loss"] = {h: (v if h == "total" or h in self.heads_seen else None)
-                               for h, v in summary["loss"].items()}
+            summary = evals["recomputed" if cfg.bn_stats == "recompute" else "running"]
             self.last_eval = {**summary, "epoch": self.epoch + 1}
             test = {k: summary[k] for k in ("top1", "top5", "loss", "n")}
+            both = {f"{TEST}_{mode}": {k: e[k] for k in ("top1", "top5", "loss")} for mode, e in evals.items()}
         entry = {
-            "epoch": self.epoch + 1, "lr": lr, "train": train, TEST: test,
+            "epoch": self.epoch + 1, "lr": lr, "train": train, TEST: test, **both,
             "epoch_time_s": self.train_time + eval_time, "train_time_s": self.train_time, "eval_time_s": eval_time,
             "samples_per_s": train["samples"] / self.train_time if self.train_time > 0 else None,
         }
@@ -175,6 +179,15 @@ class Trainer:
             log.info(epoch_line(entry, cfg.epochs, *self.clock.epoch_done(entry["epoch"], steps_run)))
         if self.stop.signum:
             self._interrupt(None)
+
+    def _evaluate(self) -> dict[str, Any]:
+        """The test subset's counts with the model's BN statistics as they are (``acc.summary()``; the losses of heads
+        this model lacks are None)."""
+        acc = run_eval(self.t.eval_net, self.test_fetch, len(self.test_ds), self.cfg.eval_batch_size, self.device,
+                       self.t.precision, self.t.loss_fn, self.test_ds.num_classes, self.info, self.t.mark_step)
+        summary = acc.summary()
+        summary["loss"] = {h: (v if h == "total" or h in self.heads_seen else None) for h, v in summary["loss"].items()}
+        return summary
 
     def _recompute_bn(self) -> None:
         """BN statistics of the training clips' central crops, dropout off (``bnstats``: why): the same clips at every
@@ -303,7 +316,10 @@ class Trainer:
             raise RuntimeError(f"{self.run_dir}: the run ended without a final evaluation (internal error)")
         result: RunResult = {
             "schema": RESULT_SCHEMA_VERSION,
-            "top1": ev["top1"], "top5": ev["top5"], "last_epoch": cfg.epochs, "epochs": cfg.epochs,
+            "top1": ev["top1"], "top5": ev["top5"], "bn_stats": cfg.bn_stats,
+            "by_bn_stats": {mode: {k: self.history[-1][f"{TEST}_{mode}"][k] for k in ("top1", "top5")}
+                            for mode in BN_MODES},
+            "last_epoch": cfg.epochs, "epochs": cfg.epochs,
             "n_test": ev["n"], "n_train": len(self.train_ds), "split": cfg.split,
             "dataset": self.train_ds.meta.get("dataset"), "store": cfg.data, "store_fingerprint": cfg.store_fingerprint,
             "per_class_accuracy": ev["per_class_accuracy"], "class_names": list(self.train_ds.class_names),
