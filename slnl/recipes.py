@@ -2,15 +2,18 @@
 
 A :class:`Recipe` is what torchtune calls a recipe's config: the ``slnl.models.PRESETS`` name of the architecture and
 the whole protocol that trains it — loss, optimiser (Adam, learning rate, its exponential decay per epoch, weight
-decay), epochs, batch, evaluation cadence and batch, the BN statistics evaluation uses — and the split a run takes
-when it names none. ``RECIPES`` is the one registry:
+decay), epochs, batch, evaluation cadence and batch, the BN statistics the headline evaluation uses (training's
+running averages, as the paper and PyTorch evaluate; every evaluation also records the recomputed ones beside it)
+— and the split a run takes when it names none. ``RECIPES`` is the one registry:
 
 * ``ntu`` and ``kinetics``: §4.1 (NTU RGB+D: 300 epochs, batch 32, decay 0.98; Kinetics-skeleton: 100 epochs, batch
   128, decay 0.95; both Adam at 1e-3 with weight decay 5e-4, SMFL with γ = 2 on the three heads);
 * ``cpu``: the smoke scale (the ``cpu`` model, five epochs of §4.1's NTU optimiser): every row end to end on a CPU,
   not the paper's numbers;
 * ``small`` and ``small-long``: small real datasets (MSR Action3D) on one CPU core — the ``small`` model, batch 8,
-  100 epochs at decay 0.95, and the same at 200 epochs at 0.975. How these were chosen is ``docs/recipes.md``.
+  100 epochs at decay 0.95, and the same at 200 epochs at 0.975. How these were chosen is ``docs/recipes.md``;
+* a dataset's name (``msr3d`` …): the recipe selected for that dataset on validation data carved from its training
+  split (``slnl.study.selection``; the ``study`` scale), registered from its committed ``chosen.json``.
 
 The paper's settings that differ by split — the margin ``m`` and the number of SLnL blocks M1 that Tables 4 and 6
 adopt (CS: 0.4 and 5; CV: 0.6 and 3) — and each table row's model and loss are the paper's data
@@ -53,20 +56,23 @@ class Recipe:
     gamma: float  # focusing parameter γ (Eq. 18)
     eval_every: int  # evaluate on the test subset every k epochs (and after the last)
     eval_batch_size: int | None  # None: the training batch
-    bn_stats: str  # "recompute" | "running" (slnl.engine.bnstats)
+    bn_stats: str  # the headline's BN statistics: "running" (the paper's, PyTorch's) | "recompute" (slnl.engine.bnstats)
     description: str
+    # ModelConfig fields this recipe sets on its preset (a recipe selected for one dataset: its N', ...); a row's own
+    # model settings and explicit overrides come on top
+    model_fields: tuple[tuple[str, Any], ...] = ()
 
     def fields(self) -> dict[str, Any]:
         """The ``TrainConfig`` fields this recipe sets (m and M1 aside: they come with the split)."""
         d = dataclasses.asdict(self)
-        for k in ("name", "model", "family", "description"):
+        for k in ("name", "model", "family", "description", "model_fields"):
             d.pop(k)
         return {"preset": self.model, **d}
 
 
 _NTU = Recipe(
     name="ntu", model="ntu", family="ntu", split="xsub", epochs=300, batch_size=32, lr=1e-3, lr_decay=0.98,
-    weight_decay=5e-4, loss="SMFL", gamma=2.0, eval_every=1, eval_batch_size=None, bn_stats="recompute",
+    weight_decay=5e-4, loss="SMFL", gamma=2.0, eval_every=1, eval_batch_size=None, bn_stats="running",
     description="§4.1, NTU RGB+D: Adam lr 1e-3 (weight decay 5e-4) decayed x0.98 per epoch, 300 epochs, batch 32, "
                 "SMFL (γ 2) on the three heads",
 )
@@ -96,7 +102,9 @@ RECIPES: dict[str, Recipe] = {
         description="the small recipe at twice the schedule: decay x0.975 over 200 epochs (to 0.63 % of the rate), "
                     "otherwise as small (docs/recipes.md)"),
 }
-SCALES: tuple[str, ...] = ("cpu", "small", "small-long", "paper")  # "paper": the dataset's §4.1 recipe
+# "paper": the dataset's §4.1 recipe; "study": the recipe selected for the dataset on its validation split
+# (slnl.study.selection), registered under the dataset's name
+SCALES: tuple[str, ...] = ("cpu", "small", "small-long", "study", "paper")
 
 
 def recipe(name: str | Recipe) -> Recipe:
@@ -114,6 +122,12 @@ def recipe_for(scale: str, dataset: str = "synthetic", table: ex.Table | None = 
     if scale == "paper":
         family = ex.DATASET_FAMILY.get(dataset, table.family if table is not None else "ntu")
         return RECIPES[family]
+    if scale == "study":
+        if dataset not in RECIPES:
+            raise ValueError(f"scale 'study': no recipe has been selected for {dataset!r} (selected: "
+                             f"{', '.join(sorted(set(RECIPES) - set(SCALES) - {'ntu', 'kinetics'})) or 'none'}); "
+                             f"run `slnl select {dataset}` first, or pick another scale")
+        return RECIPES[dataset]
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}; expected one of {', '.join(SCALES)}")
     return RECIPES[scale]
@@ -140,13 +154,13 @@ def config_for(recipe_name: str | Recipe = "ntu", split: str | None = None, tabl
         if table is None:
             raise ValueError("config_for: a row needs its table (e.g. table='table6', row='slnl-2')")
         settings = ex.row_settings(table, row, split)
-        model = dict(settings.pop("model"))
+        model = {**dict(rec.model_fields), **settings.pop("model")}
         fields.update(settings)
     else:
         paper = ex.adopted(split, rec.family)
         affinity = model_over.get("affinity", PRESETS[rec.model].affinity)
         fields["m"] = paper["m"]
-        model = {"m1": 0 if affinity == "Local" else paper["m1"]}
+        model = {**dict(rec.model_fields), "m1": 0 if affinity == "Local" else paper["m1"]}
         depth = _depth(model_over.get("channels"))
         if "m1" not in model_over and depth is not None and model["m1"] > depth:
             raise ValueError(f"model.m1: the adopted M1 = {model['m1']} on split {split!r} needs at least "

@@ -98,7 +98,8 @@ def test_every_model_preset_has_a_recipe_of_its_name():
         assert rec.name == name and rec.model in PRESETS and rec.family in ("ntu", "kinetics"), name
     for preset in PRESETS:
         assert RECIPES[preset].model == preset, preset
-    assert set(recipes.SCALES) == (set(RECIPES) - {"ntu", "kinetics"}) | {"paper"}
+    selected = {name for name in RECIPES if name in DATASETS}  # a dataset's selected recipe (the "study" scale)
+    assert set(recipes.SCALES) == (set(RECIPES) - {"ntu", "kinetics"} - selected) | {"paper", "study"}
 
 
 def _doc_table() -> dict[str, dict[str, str]]:
@@ -186,8 +187,14 @@ def test_config_for_depth_rules_and_refusals():
 def test_recipe_for_each_scale_and_dataset(dataset):
     for t in ex.TABLES.values():
         for scale in recipes.SCALES:
+            if scale == "study" and dataset not in RECIPES:
+                with pytest.raises(ValueError, match=f"no recipe has been selected for '{dataset}'.*slnl select"):
+                    recipes.recipe_for(scale, dataset, t)
+                continue
             rec = recipes.recipe_for(scale, dataset, t)
-            if scale != "paper":
+            if scale == "study":
+                assert rec is RECIPES[dataset]
+            elif scale != "paper":
                 assert rec is RECIPES[scale]
             elif dataset == "kinetics":
                 assert rec is RECIPES["kinetics"]
