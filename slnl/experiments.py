@@ -24,6 +24,7 @@ notebooks, ``slnl.report`` reads their results.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -37,6 +38,7 @@ MODEL_KEYS: tuple[str, ...] = ("transform", "attention", "affinity", "m1")  # sl
 
 #: store split name -> the label used in result files and tables (the paper's column names where they exist).
 SPLIT_LABELS: dict[str, str] = {"xsub": "CS", "xview": "CV", "xset": "CSet", "default": "default"}
+_SPLIT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 # accepted spellings (CS -> xsub, CV -> xview, ...) are slnl.data.store's: one alias table for the package
 
 #: The datasets of the paper's two protocols (§4.1): NTU RGB+D's and Kinetics-skeleton's. Any other dataset takes the
@@ -454,15 +456,19 @@ def adopted(split: str, family: str = "ntu") -> dict[str, Any]:
 
 
 def split_label(split: str) -> str:
-    """``CS``/``xsub`` -> ``CS``, ``CV``/``xview`` -> ``CV``, ``xset`` -> ``CSet``, ``default`` -> ``default``."""
-    return SPLIT_LABELS[store_split(split)]
+    """``CS``/``xsub`` -> ``CS``, ``CV``/``xview`` -> ``CV``, ``xset`` -> ``CSet``, ``default`` -> ``default``; any
+    other store split (SBU's ``fold1`` … ``fold5``, an ``.npz`` store's own names) is its own label."""
+    name = store_split(split)
+    return SPLIT_LABELS.get(name, name)
 
 
 def store_split(split: str) -> str:
-    """The store's name of a split: ``CS`` -> ``xsub``, ``CV`` -> ``xview``, ``CSet`` -> ``xset``."""
+    """The store's name of a split: ``CS`` -> ``xsub``, ``CV`` -> ``xview``, ``CSet`` -> ``xset``; other names are
+    the store's own (lower-cased). Whether the store has it is the store's to say (``slnl.study.table_splits``)."""
     name = canonical_split(str(split))
-    if name not in SPLIT_LABELS:
-        raise ValueError(f"unknown split {split!r}; expected one of CS, CV, xsub, xview, xset, default")
+    if not _SPLIT_NAME.fullmatch(name):
+        raise ValueError(f"split {split!r}: expected a split name (CS, CV, xsub, xview, xset, default, fold1, or a "
+                         "store's own name of letters, digits, '-' and '_')")
     return name
 
 

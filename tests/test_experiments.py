@@ -141,8 +141,11 @@ def test_row_selection():
 def test_split_names_lists_and_stand_in_notes():
     assert ex.store_split("CS") == "xsub" and ex.store_split("CV") == "xview" and ex.split_label("xset") == "CSet"
     assert ex.split_label("xview") == "CV" and ex.split_label("default") == "default"
-    with pytest.raises(ValueError, match="unknown split"):
-        ex.split_label("cross-subject")
+    # any other store split is its own label (SBU's folds, an .npz store's names); the store says whether it has it
+    assert ex.split_label("fold3") == ex.store_split("Fold3") == "fold3" and ex.split_label("xsub-val") == "xsub-val"
+    for bad in ("cross subject", "", "-x"):
+        with pytest.raises(ValueError, match="expected a split name"):
+            ex.split_label(bad)
     assert ex.parse_list("0, 1;2", int) == [0, 1, 2] and ex.parse_list(0, int) == [0] and ex.parse_list(None) == []
     assert "STAND-IN" in ex.stand_in_note(ex.TABLE2, "synthetic") and ex.stand_in_note(ex.TABLE2, "kinetics") == ""
     assert ex.stand_in_note(ex.TABLE3, "ntu60") == "" and "msr3d" in ex.stand_in_note(ex.TABLE3, "msr3d")

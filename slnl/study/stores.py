@@ -6,6 +6,7 @@ runs on (the paper's columns that the store has, or the ones asked for).
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -17,14 +18,16 @@ from slnl.utils import resolve_path
 
 
 def resolve_store(dataset: str = "synthetic", data_root: str | Path | None = None) -> Path:
-    """The prepared store directory for ``dataset``, checked: a complete store holding that dataset.
+    """The prepared store directory for ``dataset``, checked: a complete store holding that dataset (``npz``: any
+    store ``slnl prepare npz`` made, whatever name its file gave it — one rule for your own data).
 
     ``synthetic`` with no ``data_root`` is the built-in synthetic set (generated on first use, ``slnl.data.synthetic``).
     Every other dataset needs ``data_root``: the directory that ``slnl prepare`` wrote (``x.npy``, ``labels.npy``,
     ``meta.json``, ...). Every failure is one line naming the directory and what was expected.
     """
     if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
+        raise ValueError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)} (a store prepared "
+                         "from your own .npz file, whatever its name, is dataset 'npz')")
     root = resolve_path(data_root)
     if root is None:
         if dataset != "synthetic":
@@ -39,18 +42,27 @@ def resolve_store(dataset: str = "synthetic", data_root: str | Path | None = Non
     if meta.get("complete") is not True:
         raise StoreError(f"data_root {root}: preparation did not finish (meta.json has no \"complete\": true); "
                          "re-run `slnl prepare` with the same --out to resume")
-    if meta.get("dataset") != dataset:
+    if dataset == "npz":  # your own data: a store prepared from any .npz file, whatever name it was given
+        if meta.get("source_format") != "npz" and meta.get("dataset") != "npz":
+            raise ValueError(f"data_root {root} was not prepared from an .npz file (meta.json \"source_format\" is "
+                             f"{meta.get('source_format')!r}); pass dataset {meta.get('dataset')!r}")
+    elif meta.get("dataset") != dataset:
+        hint = "npz" if meta.get("source_format") == "npz" else meta.get("dataset")
         raise ValueError(f"data_root {root} holds a {meta.get('dataset')!r} store (meta.json \"dataset\"), not "
-                         f"{dataset!r}; pass dataset {meta.get('dataset')!r} or another data_root")
+                         f"{dataset!r}; pass dataset {hint!r} or another data_root")
     return root
 
 
 def default_splits(tbl: ex.Table, store: str | Path) -> list[str]:
-    """The splits a table runs on by default, as labels: the store's splits that the paper's table reports (CS and
-    CV for NTU-format data, Kinetics' single split). A table whose paper split the store does not have (Table 2 on
+    """The splits a table runs on by default, as labels: every fold of a store evaluated by k-fold cross-validation
+    (``fold1`` …), else the store's splits that the paper's table reports (CS and CV for NTU-format data — NW-UCLA's
+    only split is CV —, Kinetics' single split; a validation split such as ``xsub-val`` never). A table whose paper split the store does not have (Table 2 on
     synthetic NTU-format data) runs on the store's first split as a stand-in. (``make reproduce`` limits the cpu
     scale to CS for its time budget; see ``slnl.sweep.reproduce``.)"""
     have = [ex.SPLIT_LABELS.get(s, s) for s in split_names(store)]
+    folds = [s for s in have if re.fullmatch(r"fold\d+", s)]
+    if folds:  # k-fold cross-validation (SBU): every fold; the mean over folds is the dataset's number
+        return folds
     wanted = ["default"] if tbl.family == "kinetics" else ["CS", "CV", "CSet"]
     return [s for s in have if s in wanted] or have[:1]
 
