@@ -197,6 +197,18 @@ def git_commit() -> str | None:
     return None
 
 
+def file_commit(path: str | os.PathLike) -> str | None:
+    """The last commit that changed ``path`` (a committed file: a study's protocol), or None when it is not
+    committed (or git is missing). Never raises."""
+    p = Path(path).resolve()
+    try:
+        out = subprocess.run(["git", "log", "-1", "--format=%H", "--", p.name], cwd=p.parent, capture_output=True,
+                             text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
 def software_versions() -> dict[str, str]:
     import torch  # here, not at the top: data preparation imports this module and never needs torch (1.4 s)
 

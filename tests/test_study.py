@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 import slnl.study.run as study_run
 from slnl import experiments as ex
@@ -156,7 +157,9 @@ def test_table_splits_are_the_papers_that_the_store_has(synthetic_store):
 # --------------------------------------------------------------------------------------------------------------------
 def test_run_table_writes_skips_and_reuses(tmp_path, monkeypatch):
     kw = _tiny(tmp_path)
+    (tmp_path / "protocol.md").write_text("# declared before the runs\n")  # recorded in every result (not committed)
     (rec,) = study.run_table("table3", "cs-t", **kw)
+    assert rec["protocol"] == {"path": str(tmp_path / "protocol.md"), "commit": None}
     path = tmp_path / "table3" / "cs-t__CS__seed0.json"
     saved = json.loads(path.read_text())
     assert saved == json.loads(json.dumps(rec))
@@ -167,6 +170,10 @@ def test_run_table_writes_skips_and_reuses(tmp_path, monkeypatch):
         "table3", "cs-t", "CS", 0, 1, "cpu")
     result = json.loads((resolve_path(saved["run_dir"]) / "result.json").read_text())
     assert (saved["top1"], saved["top5"]) == (result["top1"], result["top5"])
+    assert saved["by_bn_stats"] == result["by_bn_stats"] and saved["torch"] == torch.__version__
+    # the run's metrics are copied beside the result file (committed with it: figures regenerate from the repository)
+    assert resolve_path(saved["metrics_csv"]) == path.with_suffix(".metrics.csv")
+    assert path.with_suffix(".metrics.csv").read_text() == (resolve_path(saved["run_dir"]) / "metrics.csv").read_text()
     assert result["config"]["model"]["transform"] == "CS-T" and result["config"]["loss"] == "CE"
 
     # A finished row is skipped without training; Table 4's CE is the same model and reuses that run.

@@ -28,8 +28,12 @@ class ResultRecord(TypedDict, total=False):
     label: str  # the paper's label
     split: str  # CS, CV, default, …
     seed: int
-    top1: float  # fraction, the final epoch's (the paper reports the last epoch)
+    top1: float  # fraction, the final epoch's (the paper reports the last epoch), with the bn_stats statistics
     top5: float
+    by_bn_stats: dict[str, dict[str, float]]  # {running, recomputed}: {top1, top5} of the same final model
+    metrics_csv: str  # the run's per-epoch metrics, copied beside this file (committed with it)
+    torch: str  # the torch version that trained it
+    protocol: dict[str, Any]  # {path, commit}: the study's declared protocol (<results_dir>/protocol.md) when it ran
     settings: dict[str, Any]  # the row's settings on the split (slnl.experiments.Row.settings_for)
     paper: dict[str, float]  # the paper's numbers of the row
     dataset: str

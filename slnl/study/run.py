@@ -16,7 +16,7 @@ from slnl import engine
 from slnl import experiments as ex
 from slnl.study.ledger import Ledger, ResultRecord, new_record
 from slnl.study.planning import Options, RunSpec, plan, store_of
-from slnl.utils import atomic_write_json, git_commit, portable, resolve_path
+from slnl.utils import atomic_write_json, atomic_write_text, file_commit, git_commit, portable, resolve_path
 
 Log = Callable[[str], Any]
 
@@ -66,7 +66,9 @@ def run_one(spec: RunSpec, ledger: Ledger, opts: Options, note: str, reuse: bool
         twin = ledger.equivalent(spec) if reuse and not spec.config.overwrite else None
         if twin is not None:
             log(f"{spec.tag}: same configuration as {twin['_path']}; reusing its run")
-            rec.update(top1=twin["top1"], top5=twin["top5"], run_dir=twin["run_dir"], reused_from=portable(twin["_path"]),
+            rec.update(top1=twin["top1"], top5=twin["top5"], by_bn_stats=twin.get("by_bn_stats"),
+                       metrics_csv=twin.get("metrics_csv"), torch=twin.get("torch"), protocol=twin.get("protocol"),
+                       run_dir=twin["run_dir"], reused_from=portable(twin["_path"]),
                        wall_s=0.0, device=twin.get("device"), git_commit=twin.get("git_commit"),
                        finished=twin.get("finished"))
         else:
@@ -83,7 +85,14 @@ def _train(spec: RunSpec, rec: ResultRecord, opts: Options, log: Log) -> None:
     wall = time.perf_counter() - t0
     rd = Path(res.run_dir)
     result_json = json.loads((rd / "result.json").read_text())
-    rec.update(top1=float(res.top1), top5=float(res.top5), run_dir=portable(rd), wall_s=round(wall, 2),
-               device=result_json.get("device"), git_commit=git_commit(),
-               finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    # the run's per-epoch metrics beside the result file, so that every figure regenerates from committed files
+    metrics = spec.result_path.with_suffix(".metrics.csv")
+    metrics.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(metrics, (rd / "metrics.csv").read_text())
+    protocol = Path(spec.result_path).parent.parent / "protocol.md"
+    rec.update(top1=float(res.top1), top5=float(res.top5), by_bn_stats=result_json.get("by_bn_stats"),
+               run_dir=portable(rd), metrics_csv=portable(metrics), wall_s=round(wall, 2),
+               device=result_json.get("device"), torch=result_json.get("software", {}).get("torch"),
+               protocol={"path": portable(protocol), "commit": file_commit(protocol)} if protocol.is_file() else None,
+               git_commit=git_commit(), finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     log(f"{spec.tag}: top-1 {100 * rec['top1']:.2f}%  top-5 {100 * rec['top5']:.2f}%  ({wall:.0f} s)")
