@@ -26,7 +26,11 @@ def test_557_sequences_split_by_subject(msr_store):
     tr = st.splits["xsub_train"]
     assert (tr == np.isin(subj, [1, 3, 5, 7, 9])).all() and (st.splits["xsub_test"] == ~tr).all()
     assert (int(tr.sum()), int((~tr).sum())) == (284, 273)
-    assert st.meta["counts"] == {"xsub": {"train": 284, "test": 273}}
+    assert st.meta["counts"] == {"xsub": {"train": 284, "test": 273}, "xsub-val": {"train": 170, "test": 114}}
+    # the validation split lies inside xsub's training subjects: no test subject's clip is in it
+    vtr, vte = st.splits["xsub-val_train"], st.splits["xsub-val_test"]
+    assert (vtr == np.isin(subj, [1, 3, 5])).all() and (vte == np.isin(subj, [7, 9])).all()
+    assert not ((vtr | vte) & st.splits["xsub_test"]).any() and ((vtr | vte) == tr).all()
     assert st.labels.tolist() == [msr3d.parse_name(n)["action"] - 1 for n in st.names]
     assert st.x.shape[1:] == (3, int(st.num_frames.max()), 20, 1)
     # the 10 files outside the standard list are skipped and listed

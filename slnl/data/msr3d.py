@@ -7,7 +7,9 @@ Each line is ``x y z c`` (real-world coordinates and a confidence ``c``), 20 lin
 * frames whose 20 joints are all (0, 0, 0) are sensor drop-outs and are removed (counted in ``info``); the ``c``
   column is discarded (C = 3, M = 1);
 * split ``xsub``: subjects 1, 3, 5, 7, 9 train, 2, 4, 6, 8, 10 test, all 20 classes (Li et al. 2010's cross-subject
-  protocol as used by Wang et al. 2012).
+  protocol as used by Wang et al. 2012);
+* split ``xsub-val``, for choosing a recipe without the test subjects: subjects 1, 3, 5 train, 7, 9 validate (the
+  split's test side); the test subjects are not in it.
 
 Plausibility (``BOUNDS``): x, y, z are Kinect (v1) real-world coordinates in metres — across the 567 shared real
 files x lies in [-1.05, 0.87], y in [-1.88, 1.15], z in [0, 3.88] (z = 0 in drop-out frames). The accepted range is
@@ -38,7 +40,10 @@ JOINT_NAMES = ["right shoulder", "left shoulder", "neck", "spine", "right hip", 
                "right elbow", "left elbow", "right wrist", "left wrist", "right hand", "left hand", "right knee",
                "left knee", "right ankle", "left ankle", "right foot", "left foot", "head"]
 XSUB_TRAIN = frozenset([1, 3, 5, 7, 9])
-SPLITS: tuple[str, ...] = ("xsub",)  # the standard protocol is cross-subject only
+# Model selection without the test subjects: inside xsub's training subjects, 1, 3, 5 train and 7, 9 validate (the
+# split's "test" side); subjects 2, 4, 6, 8, 10 are not in it at all.
+VAL_TRAIN, VAL_HELD_OUT = frozenset([1, 3, 5]), frozenset([7, 9])
+SPLITS: tuple[str, ...] = ("xsub", "xsub-val")  # the standard protocol is cross-subject; xsub-val is for selection
 # Published top-1 (%) on this standard protocol (the 557 sequences, all 20 actions, cross-subject), per split: what
 # the paper's final model is compared with on MSR Action3D, in place of Table 1's NTU numbers (slnl.report).
 PUBLISHED: dict[str, dict[str, float]] = {
@@ -97,6 +102,12 @@ def read_sequence(path: str | os.PathLike, strict: bool = True) -> tuple[np.ndar
     return np.ascontiguousarray(x), {"file_frames": int(len(frames)), "dropped_zero_frames": int((~nonzero).sum())}
 
 
+def _member(subject: int) -> dict[str, bool | None]:
+    """Split membership of a subject's clips: True = train side, False = test side, None = not in the split."""
+    val = True if subject in VAL_TRAIN else False if subject in VAL_HELD_OUT else None
+    return {"xsub": subject in XSUB_TRAIN, "xsub-val": val}
+
+
 def plan(raw: str | os.PathLike, used_list: str | os.PathLike | None = None):
     """The bulk plan: the standard 557 sequences, 20 classes, split ``xsub`` (odd subjects train)."""
     raw = Path(raw)
@@ -112,7 +123,7 @@ def plan(raw: str | os.PathLike, used_list: str | os.PathLike | None = None):
     items, skipped, notes = [], [], []
     for name in sorted(set(used)):
         f = parse_name(name)
-        member = {"xsub": f["subject"] in XSUB_TRAIN}
+        member = _member(f["subject"])
         p = files.pop(name, None)
         if not 1 <= f["action"] <= len(CLASS_NAMES):
             skipped.append(Reject(name, str(p), "skipped", f"action {f['action']} outside 1-20", member))
@@ -122,7 +133,7 @@ def plan(raw: str | os.PathLike, used_list: str | os.PathLike | None = None):
         else:
             items.append(Item(name=name, path=str(p), label=f["action"] - 1, member=member))
     for name, p in sorted(files.items()):
-        member = {"xsub": parse_name(name)["subject"] in XSUB_TRAIN}
+        member = _member(parse_name(name)["subject"])
         skipped.append(Reject(name, str(p), "skipped", f"not among the standard sequences ({Path(used_list).name})",
                               member))
     if len(used) != len(set(used)):
