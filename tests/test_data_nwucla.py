@@ -34,8 +34,12 @@ def test_1484_clips_split_by_view(ucla_store):
     view = np.array([nwucla.parse_name(n)["view"] for n in st.names])
     tr, te = st.splits["xview_train"], st.splits["xview_test"]
     assert (tr == np.isin(view, [1, 2])).all() and (te == (view == 3)).all()
-    assert st.meta["counts"] == {"xview": {"train": 1020, "test": 464}}
-    assert split_names(out) == ["xview"] and canonical_split("CV") == "xview"
+    assert st.meta["counts"]["xview"] == {"train": 1020, "test": 464}
+    assert split_names(out) == ["xview", "xview-val"] and canonical_split("CV") == "xview"
+    # the selection split lies inside the training views: view 1 trains, view 2 validates, view 3 is not in it
+    vtr, vte = st.splits["xview-val_train"], st.splits["xview-val_test"]
+    assert (vtr == (view == 1)).all() and (vte == (view == 2)).all() and not ((vtr | vte) & te).any()
+    assert st.meta["counts"]["xview-val"] == {"train": int((view == 1).sum()), "test": int((view == 2).sum())}
     assert len(st.rows("CV", "train")) == 1020 and len(st.rows("cv", "test")) == 464
     # every clip kept, the 1- to 10-frame ones included (the published numbers test on all 464)
     assert st.num_frames.min() == 1 and st.num_frames.max() == 201 and int((st.num_frames <= 10).sum()) == 11
@@ -95,7 +99,7 @@ def test_one_frame_clip_survives_sampling_and_velocity(ucla_store, name, subset)
 def test_published_numbers():
     p = nwucla.PUBLISHED["xview"]
     assert sorted(p.values()) == [94.4, 96.5, 97.0]
-    assert any("FR-Head" in k and "joint" in k for k in p) and nwucla.SPLITS == ("xview",)
+    assert any("FR-Head" in k and "joint" in k for k in p) and nwucla.SPLITS == ("xview", "xview-val")
 
 
 # ---------------------------------------------------------------------------------------------------------- bad input

@@ -42,7 +42,7 @@ def test_282_sequences_in_five_folds(sbu_store):
     assert len(files) == 282 and st.names == ["_".join(f.parts[-4:-1]) for f in files]
     assert (summary["kept"], summary["rejected"], summary["skipped"]) == (282, 0, 0)
     assert summary["total_seconds"] < 10  # measured: 0.2-0.6 s on 2 shared cores
-    assert split_names(out) == ["fold1", "fold2", "fold3", "fold4", "fold5"]
+    assert split_names(out) == ["fold1", "fold2", "fold3", "fold4", "fold5", "fold1-val"]
     sets = np.array([n.split("_")[0] for n in st.names])
     in_test = np.zeros(282, dtype=int)
     for k, n_test in enumerate(FOLD_TEST):
@@ -52,6 +52,11 @@ def test_282_sequences_in_five_folds(sbu_store):
         assert st.meta["counts"][f"fold{k + 1}"] == {"train": 282 - n_test, "test": n_test}
         in_test += te
     assert (in_test == 1).all() and sum(FOLD_TEST) == 282  # each sequence is tested in exactly one fold
+    # the selection split lies inside fold 1's training sets: fold 2's sets validate, folds 3-5's train
+    vtr, vte = st.splits["fold1-val_train"], st.splits["fold1-val_test"]
+    assert (vte == np.isin(sets, sbu.FOLDS[1])).all() and int(vte.sum()) == FOLD_TEST[1]
+    assert (vtr == np.isin(sets, sbu.FOLDS[2] + sbu.FOLDS[3] + sbu.FOLDS[4])).all()
+    assert not ((vtr | vte) & st.splits["fold1_test"]).any()
     # fold names are canonical as written, and nothing maps them to (or from) CS/CV
     assert canonical_split("Fold3") == "fold3" and canonical_split("CV") == "xview"
     assert not any(k.startswith("fold") or v.startswith("fold") for k, v in SPLIT_ALIASES.items())

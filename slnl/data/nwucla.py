@@ -24,7 +24,8 @@ Rules:
   (``skeletons[12][3][2]``); in bulk the clip is rejected with that line;
 * files whose name is not ``aAA_sSS_eEE_vVV.json``, or whose action is not one of the ten or view not 1-3, are
   skipped and listed;
-* split ``xview`` (alias CV), the standard cross-view protocol: views 1 and 2 train (1,020 clips), view 3 test (464).
+* split ``xview`` (alias CV), the standard cross-view protocol: views 1 and 2 train (1,020 clips), view 3 test (464);
+  split ``xview-val``, for choosing a recipe without the test view: view 1 trains, view 2 validates.
 
 CTR-GCN's loader (``feeders/feeder_ucla.py``, as we read it; InfoGCN, HD-GCN and FR-Head ship their own copies of
 it) reads the same files but prepares them at load time: the clips of each side are listed in its source (file
@@ -62,7 +63,8 @@ CLASS_NAMES = ["pick up with one hand", "pick up with two hands", "drop trash", 
                "stand up", "donning", "doffing", "throw", "carry"]
 VIEWS = (1, 2, 3)
 XVIEW_TRAIN = frozenset([1, 2])  # view 3 is the test view
-SPLITS: tuple[str, ...] = ("xview",)  # the standard protocol is cross-view only
+# Model selection without the test view: inside xview's training views, view 1 trains and view 2 validates.
+SPLITS: tuple[str, ...] = ("xview", "xview-val")  # the standard protocol is cross-view; xview-val is for selection
 # Kinect SDK v1 joint order (NUI_SKELETON_POSITION_*), which the files follow (module docstring).
 JOINT_NAMES = ["hip center", "spine", "shoulder center", "head", "left shoulder", "left elbow", "left wrist",
                "left hand", "right shoulder", "right elbow", "right wrist", "right hand", "left hip", "left knee",
@@ -185,7 +187,8 @@ def plan(raw: str | os.PathLike):
         except ValueError:
             skipped.append(Reject(name, str(p), "skipped", "not an NW-UCLA clip name aAA_sSS_eEE_vVV.json"))
             continue
-        member = {"xview": (f["view"] in XVIEW_TRAIN) if f["view"] in VIEWS else None}
+        member = {"xview": (f["view"] in XVIEW_TRAIN) if f["view"] in VIEWS else None,
+                  "xview-val": {1: True, 2: False}.get(f["view"])}
         if f["action"] not in ACTIONS:
             skipped.append(Reject(name, str(p), "skipped", f"action a{f['action']:02d} is not one of the ten "
                                   f"({', '.join(f'a{a:02d}' for a in ACTIONS)})", member))

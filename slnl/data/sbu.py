@@ -27,7 +27,8 @@ Rules:
   known set, class or sequence are skipped and listed;
 * splits ``fold1`` ... ``fold5``, the README's 5-fold cross-validation over sets (``FOLDS``): split ``foldK`` tests
   on fold K's sets and trains on the other four (test sizes 55, 52, 56, 54, 65 — 282 in all). The protocol's figure
-  is the mean accuracy over the five folds.
+  is the mean accuracy over the five folds. Split ``fold1-val``, for choosing a recipe: inside fold 1's training
+  sets, folds 3-5's sets train and fold 2's validate (the sets fold 1 tests are not in it).
 
 Plausibility (``BOUNDS``): after conversion, Kinect real-world metres; across the 282 real files x lies in
 [-1.56, 1.59], y in [-1.65, 0.50], z in [0.99, 3.15]. The accepted range is ±10 m, beyond anything the sensor
@@ -68,7 +69,9 @@ FOLDS: tuple[tuple[str, ...], ...] = (
     ("s02s01", "s02s06", "s03s02", "s03s06"),
     ("s04s02", "s04s03", "s04s06", "s06s02", "s06s03"),
 )
-SPLITS: tuple[str, ...] = tuple(f"fold{k + 1}" for k in range(len(FOLDS)))
+# Model selection inside fold 1's training sets: folds 3-5's sets train, fold 2's validate (fold 1's are not in it).
+VAL_SPLIT = "fold1-val"
+SPLITS: tuple[str, ...] = (*(f"fold{k + 1}" for k in range(len(FOLDS))), VAL_SPLIT)
 # Published top-1 (%) on the 5-fold protocol. The key is the protocol, not a split: each number is the mean over
 # fold1 ... fold5, so a comparison averages our five folds first.
 MEAN_OVER_FOLDS = "mean over fold1-fold5"
@@ -104,7 +107,9 @@ def value_name(k: int) -> str:
 def members(set_name: str) -> dict[str, bool | None]:
     """``{"fold1": True (train) | False (test), ...}`` for a set; ``None`` everywhere for a set in no fold."""
     k = next((i for i, f in enumerate(FOLDS) if set_name in f), None)
-    return {s: (None if k is None else i != k) for i, s in enumerate(SPLITS)}
+    out = {f"fold{i + 1}": (None if k is None else i != k) for i in range(len(FOLDS))}
+    out[VAL_SPLIT] = None if k is None or k == 0 else k != 1  # fold 2 validates, folds 3-5 train
+    return out
 
 
 def read_sequence(path: str | os.PathLike, strict: bool = True) -> tuple[np.ndarray, dict]:
