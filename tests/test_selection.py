@@ -32,6 +32,7 @@ def test_the_grid_is_trained_once_on_its_split_and_the_declared_rule_chooses(tin
     for f in files:
         rec = json.loads(f.read_text())
         assert rec["split"] == rec["config"]["split"] == "xsub" and rec["seed"] in grid.seeds
+        assert rec["config"]["m"] == 0.4  # the paper's settings of the study's split (CS here)
         assert rec["config"]["model"]["new_joints"] == rec["new_joints"] and rec["config"]["epochs"] == rec["epochs"]
     # the rule: the highest mean over the seeds; within TIE of it, the cheaper (fewer epochs, then fewer joints)
     means = {r["config"]: sum(r["top1"]) / 2 for r in doc["configs"]}

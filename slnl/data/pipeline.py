@@ -476,17 +476,18 @@ def _summary(plan: Plan, N: int, rejects: list[Reject], counts: dict, lengths: l
 def format_summary(summary: dict[str, Any], what: str, out: str | os.PathLike) -> str:
     """A summary a user can act on: counts per split and subset, where the rejects are, time."""
     s = summary
+    w = max([8, *(len(split) + 2 for split in s["per_split"])])  # the split column fits its longest name
     lines = [f"prepared {what} → {out}",
              f"  files: {s['files']}  kept: {s['kept']}  rejected: {s['rejected']}  skipped: {s['skipped']}  "
              f"missing-listed: {s['missing_listed']}",
              f"  frames per clip: min {s['frames']['min']}, mean {s['frames']['mean']:.1f}, max {s['frames']['max']}"
              + (f"; {s['truncated_to_max_frames']} clip(s) cut to the frame limit" if s["truncated_to_max_frames"]
                 else ""),
-             f"  {'split':<8}{'subset':<8}{'kept':>8}{'rejected':>10}{'skipped':>9}{'missing-listed':>16}"]
+             f"  {'split':<{w}}{'subset':<8}{'kept':>8}{'rejected':>10}{'skipped':>9}{'missing-listed':>16}"]
     for split, d in s["per_split"].items():
         for sub in ("train", "test"):
             c = d[sub]
-            lines.append(f"  {split:<8}{sub:<8}{c['kept']:>8}{c['rejected']:>10}{c['skipped']:>9}"
+            lines.append(f"  {split:<{w}}{sub:<8}{c['kept']:>8}{c['rejected']:>10}{c['skipped']:>9}"
                          f"{c['missing-listed']:>16}")
     for n in s.get("notes", []):
         lines.append(f"  note: {n}")
