@@ -101,6 +101,12 @@ RECIPES: dict[str, Recipe] = {
         _SMALL, name="small-long", epochs=200, lr_decay=0.975,
         description="the small recipe at twice the schedule: decay x0.975 over 200 epochs (to 0.63 % of the rate), "
                     "otherwise as small (docs/recipes.md)"),
+    # Selected on MSR Action3D's validation split (subjects 1, 3, 5 train, 7, 9 validate; seeds 1000, 1001) by
+    # `slnl select msr3d`: results/msr3d/selection/chosen.json, whose values tests/test_selection.py checks here.
+    "msr3d": dataclasses.replace(
+        _SMALL, name="msr3d", epochs=200, lr_decay=0.975, model_fields=(("new_joints", 20),),
+        description="MSR Action3D's selected recipe: the small recipe at 200 epochs, decay x0.975, N' = 20 "
+                    "(results/msr3d/selection/chosen.json)"),
 }
 # "paper": the dataset's §4.1 recipe; "study": the recipe selected for the dataset on its validation split
 # (slnl.study.selection), registered under the dataset's name

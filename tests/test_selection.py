@@ -7,6 +7,7 @@ import pytest
 
 from slnl import engine, recipes
 from slnl.study import selection
+from slnl.utils import REPO_ROOT as REPO
 from test_engine_fit import TINY_MODEL, make_tiny_store
 
 
@@ -61,3 +62,20 @@ def test_the_declared_grids_use_seeds_apart_from_the_studys_and_a_split_inside_i
         assert min(grid.seeds) >= 1000, dataset  # the study's seeds start at 0
         assert grid.split.endswith("-val"), dataset
         assert min(grid.new_joints) >= JOINTS[dataset], dataset  # N' >= N: the transformer augments (§3.1)
+
+
+def test_each_selected_recipe_holds_its_committed_choice():
+    """A dataset's recipe (the study scale) is frozen from its committed selection: the values of chosen.json on the
+    grid's base recipe, nothing else changed."""
+    selected = [name for name in recipes.RECIPES if name in selection.GRIDS]
+    committed = sorted(p.parent.parent.name for p in REPO.glob("results/*/selection/chosen.json"))
+    assert selected == committed  # every committed choice is a recipe, and every selected recipe has its choice
+    for name in selected:
+        chosen = json.loads((REPO / "results" / name / "selection" / "chosen.json").read_text())
+        grid, rec = selection.GRIDS[name], recipes.RECIPES[name]
+        base = recipes.RECIPES[grid.base]
+        assert chosen["chosen"] == {"epochs": rec.epochs, "lr_decay": rec.lr_decay,
+                                    "new_joints": dict(rec.model_fields)["new_joints"]}, name
+        assert dataclasses.replace(rec, name=base.name, epochs=base.epochs, lr_decay=base.lr_decay, model_fields=(),
+                                   description=base.description) == base, name
+        assert chosen["split"] == grid.split and chosen["seeds"] == list(grid.seeds)
