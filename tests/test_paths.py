@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -160,3 +161,16 @@ def test_git_commit_is_the_working_directorys_repository_for_an_installed_copy(i
     got = subprocess.run([sys.executable, "-c", "from slnl.utils import git_commit; print(git_commit())"], cwd=repo,
                          env=env, capture_output=True, text=True, timeout=60)
     assert got.stdout.strip() == mine, got.stderr
+
+
+def test_committed_results_name_no_machines_directories():
+    """Every committed JSON under results/ records paths relative to home() (``slnl.utils.portable``), never a
+    machine's directories."""
+    out = subprocess.run(["git", "ls-files", "results"], cwd=REPO_ROOT, capture_output=True, text=True)
+    if out.returncode != 0:
+        pytest.skip("not a git checkout")
+    files = [REPO_ROOT / f for f in out.stdout.split() if f.endswith(".json")]
+    assert files
+    absolute = re.compile(r'"(/(?:work|home|tmp|root|Users|mnt|scratch)/[^"]*)"')
+    offenders = [(f.relative_to(REPO_ROOT), m.group(1)) for f in files for m in [absolute.search(f.read_text())] if m]
+    assert not offenders, offenders[:5]

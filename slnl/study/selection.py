@@ -107,7 +107,10 @@ def select(dataset: str, data_root: str | None = None, results_dir: str | None =
                 "dataset": dataset, "split": grid.split, "seed": seed, **c, "base": grid.base,
                 "top1": r["top1"], "top5": r["top5"], "by_bn_stats": r["by_bn_stats"], "bn_stats": r["bn_stats"],
                 "n_validation": r["n_test"], "n_train": r["n_train"], "run_dir": portable(res.run_dir),
-                "store_fingerprint": r["store_fingerprint"], "config": r["config"], "wall_s": r["timings"]["wall_s"],
+                "store_fingerprint": r["store_fingerprint"],
+                # paths as the study's result files record them: relative to home() (no machine's directories)
+                "config": {**r["config"], "data": portable(r["config"]["data"]), "out": portable(r["config"]["out"])},
+                "wall_s": r["timings"]["wall_s"],
                 "device": r["device"], "torch": r["software"].get("torch"), "git_commit": r["git_commit"]})
             log(f"selection {dataset}: {path.stem} validation top-1 {100 * r['top1']:.2f}%")
     return choose(dataset, out)
