@@ -107,6 +107,12 @@ RECIPES: dict[str, Recipe] = {
         _SMALL, name="msr3d", epochs=200, lr_decay=0.975, model_fields=(("new_joints", 20),),
         description="MSR Action3D's selected recipe: the small recipe at 200 epochs, decay x0.975, N' = 20 "
                     "(results/msr3d/selection/chosen.json)"),
+    # Selected on SBU's fold1-val split (inside fold 1's training sets: folds 3-5 train, fold 2 validates; seeds
+    # 1000, 1001) by `slnl select sbu`: results/sbu/selection/chosen.json.
+    "sbu": dataclasses.replace(
+        _SMALL, name="sbu", model_fields=(("new_joints", 15),),
+        description="SBU Kinect Interaction's selected recipe: the small recipe (100 epochs, decay x0.95), N' = 15 "
+                    "(results/sbu/selection/chosen.json)"),
 }
 # "paper": the dataset's §4.1 recipe; "study": the recipe selected for the dataset on its validation split
 # (slnl.study.selection), registered under the dataset's name
