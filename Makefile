@@ -15,8 +15,8 @@ SEEDS     ?= 0
 DEVICE    ?= auto
 # rows trained at once (on the CPU: one single-threaded process each; 2 on the 2-core CI machine)
 JOBS      ?= 2
-# where results, tables and figures go: results/ for the synthetic stand-in, results/<dataset>/ for real data
-RESULTS   ?= $(if $(filter synthetic,$(DATASET)),results,results/$(DATASET))
+# where results, tables and figures go: results/<dataset>/ (results/synthetic/ for the synthetic stand-in)
+RESULTS   ?= results/$(DATASET)
 
 .PHONY: venv test reproduce kernel bench lab
 
@@ -46,8 +46,12 @@ bench: $(VENV)/.installed
 	$(PY) -m slnl bench throughput --preset cpu --json results/bench/cpu.json
 
 # SLNL_HOME: the kernels start in notebooks/, and paths in them mean the same as on the command line here.
+# Headless by default (open the URL it prints; over ssh: ssh -L 8888:localhost:8888 HOST); as root (a container)
+# Jupyter refuses to start without --allow-root, so it is added then. Override: make lab LAB_ARGS="--port 9999".
+LAB_ARGS ?= --no-browser --port 8888
+LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 lab: $(VENV)/.installed
-	SLNL_HOME=$(CURDIR) $(VENV)/bin/jupyter lab notebooks/
+	SLNL_HOME=$(CURDIR) $(VENV)/bin/jupyter lab $(LAB_ARGS) $(LAB_ROOT) notebooks/
 
 # Optional: registers .venv as the Jupyter kernel "Python (slnl)" for your user, so that a JupyterLab installed
 # elsewhere can run the notebooks in it (pick it in the kernel menu). Neither `make test` nor `make reproduce` uses it.

@@ -50,7 +50,7 @@ epochs = None  # None: the scale's default
 batch_size = None  # None: the scale's default
 seeds = "0"  # "0" or "0,1,2" (several seeds give the report a seed-to-seed spread)
 device = "auto"  # auto | cpu | cuda | cuda:N
-results_dir = "results"  # result files go to <results_dir>/<table>/, run directories to <results_dir>/runs/
+results_dir = None  # None: results/<dataset>; result files go to <results_dir>/<table>/, runs to <results_dir>/runs/
 max_steps_per_epoch = None  # cap on optimiser steps per epoch (tiny smoke runs)
 overwrite = False  # re-run rows whose result file exists
 '''
@@ -81,9 +81,11 @@ def table_notebook(n: int) -> nbformat.NotebookNode:
     name = f"table{n}"
     extra = n == 6
     derive = (
-        "from slnl import experiments, report, study\n\n"
+        "from slnl import experiments, report, study\n"
+        "from slnl.utils import default_results_dir\n\n"
         f'TABLE = experiments.table("{name}")\n'
         "data_root = data_root or None  # papermill -p data_root \"\" means the default\n"
+        "results_dir = results_dir or default_results_dir(dataset)  # results/<dataset>\n"
         "run_rows = experiments.rows(TABLE, rows"
         + (", m1=M1, affinity=affinity" if extra else "") + ")\n"
         "print(f\"{TABLE.name}: {TABLE.title}\\nrows: {', '.join(r.slug for r in run_rows)}\\n"
@@ -124,7 +126,7 @@ def fig4_notebook() -> nbformat.NotebookNode:
             "ground-truth class $p_t$, for chosen (γ, m) pairs, computed by `slnl.losses`."),
         *guarded_parameters(
             'pairs = "2,0.4;2,0.6;0,0.4"  # (gamma, m) pairs separated by ";"\n'
-            'results_dir = "results"  # the figure goes to <results_dir>/figures/fig4.png\n', "fig4.ipynb"),
+            'results_dir = "results/synthetic"  # the figure goes to <results_dir>/figures/fig4.png\n', "fig4.ipynb"),
         new_code_cell("from slnl import report\nfrom slnl.utils import resolve_path\n\n"
                       "# a relative results_dir is relative to the working directory (or $SLNL_HOME), as in `slnl`\n"
                       'path = resolve_path(results_dir) / "figures" / "fig4.png"'),
@@ -142,9 +144,11 @@ def report_notebook() -> nbformat.NotebookNode:
             "learning curves, confusion matrix, what the frequency attention learned per class, and the non-local "
             "affinities on the skeleton. Writes `tables/` and `figures/` under `results_dir`."),
         *guarded_parameters(
-            'results_dir = "results"\n'
+            'dataset = "synthetic"  # whose results: the default results_dir is results/<dataset>\n'
+            'results_dir = None  # None: results/<dataset>\n'
             'tables = "all"  # "all" or e.g. "table3,table6"\n', "report.ipynb"),
-        new_code_cell("from slnl import report"),
+        new_code_cell("from slnl import report\nfrom slnl.utils import default_results_dir\n\n"
+                      "results_dir = results_dir or default_results_dir(dataset)  # results/<dataset>"),
         new_code_cell("built = report.build_report(results_dir, tables=tables)"),
         new_code_cell("report.show_report(built)"),
     ]

@@ -28,7 +28,14 @@ from typing import Iterable, Mapping, Sequence
 
 
 class UnknownParameterError(ValueError):
-    """A name was injected into a notebook that its parameters cell does not declare."""
+    """A name was injected into a notebook that its parameters cell does not declare.
+
+    In a notebook its traceback is this one line: IPython shows what ``_render_traceback_`` returns instead of the
+    frames, so the message is not buried under the check's own code (papermill repeats the traceback it is given, and
+    a Jupyter front end shows it as the cell's output)."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{type(self).__name__}: {self}"]
 
 
 def parameter_names(source: str) -> list[str]:

@@ -52,7 +52,7 @@ from slnl.data.store import DATASETS
 from slnl.study.cost import paper_tables
 from slnl.notebook_params import notebook_parameters
 from slnl.notebook_run import DEFAULT_KERNEL, kernel_name, resolve_value, run_notebook
-from slnl.utils import atomic_write_json, home, resolve_path
+from slnl.utils import atomic_write_json, default_results_dir, home, resolve_path
 
 # Table order of `slnl reproduce`: a table comes after the one whose rows it shares (Table 4 CE = Table 3 CS-T,
 # Table 5 none = Table 4 SMFL, Table 6 Local = Table 5 rFA, Table 1/2's model = Table 6's adopted rows).
@@ -139,7 +139,7 @@ def _table_params(params: dict[str, Any], notebooks: Sequence[Path]) -> dict[str
         raise UsageError(f"unknown notebook parameter(s) {unknown}; {which} take{'s' if len(notebooks) == 1 else ''} "
                          f"{known}")
     params = dict(params)
-    params["results_dir"] = str(resolve_path(params.get("results_dir") or "results"))
+    params["results_dir"] = str(resolve_path(params.get("results_dir") or default_results_dir(params.get("dataset"))))
     root = resolve_path(params.get("data_root"))
     params["data_root"] = str(root) if root is not None else None
     if params.get("scale", "cpu") not in recipes.SCALES:
@@ -283,7 +283,7 @@ def run_sweep(plan: Plan, log: Log = print) -> int:
 # slnl reproduce
 # ----------------------------------------------------------------------------------------------------------------------
 def plan_reproduce(dataset: str = "synthetic", data_root: str | None = None, scale: str = "cpu", seeds: str = "0",
-                   device: str = "auto", kernel: str | None = None, results_dir: str = "results",
+                   device: str = "auto", kernel: str | None = None, results_dir: str | None = None,
                    split: str | None = None, epochs: int | None = None, max_steps_per_epoch: int | None = None,
                    jobs: int = 2, gpus: Sequence[str] = (), tables: Sequence[str] | None = None,
                    notebooks: str | os.PathLike | None = None, log: Log = print) -> Plan:
@@ -313,7 +313,7 @@ def plan_reproduce(dataset: str = "synthetic", data_root: str | None = None, sca
 
 
 def reproduce(dataset: str = "synthetic", data_root: str | None = None, scale: str = "cpu", seeds: str = "0",
-              device: str = "auto", kernel: str | None = None, results_dir: str = "results",
+              device: str = "auto", kernel: str | None = None, results_dir: str | None = None,
               split: str | None = None, epochs: int | None = None, max_steps_per_epoch: int | None = None,
               jobs: int = 2, gpus: Sequence[str] = (), tables: Sequence[str] | None = None,
               notebooks: str | os.PathLike | None = None, log: Log = print) -> int:
@@ -396,7 +396,8 @@ def main(argv: list[str] | None = None) -> int:
                              "`slnl bench` file (runs × epochs × clips ÷ rate at §4.1's recipes), and exit")
         ap.add_argument("--seeds", default="0", help="e.g. 0 or 0,1,2")
         ap.add_argument("--device", default="auto")
-        ap.add_argument("--results-dir", default="results")
+        ap.add_argument("--results-dir", default=None,
+                        help="where result files, tables and figures go (default: results/<dataset>)")
         ap.add_argument("--split", default=None, help="default: CS at the cpu scale, every reported split otherwise")
         ap.add_argument("--epochs", type=int, default=None, help="default: the scale's")
         ap.add_argument("--max-steps-per-epoch", type=int, default=None)

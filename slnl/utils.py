@@ -2,11 +2,12 @@
 ever loses finished work), a lock file, shared test data, provenance.
 
 Where files go. slnl never writes inside the installed package. Every relative path — the ones you give
-(``results_dir``, ``data_root``, ``--results-dir`` …) and slnl's own defaults (``results/``, ``results/runs/``, the
-built-in synthetic store ``results/data/synthetic/``) — is relative to ``home()``: ``$SLNL_HOME`` when it is set, else
-the working directory. Unset (the usual case) this is the shell's own rule, the same in the command line, the Python
-API and the notebooks (``slnl sweep`` / ``slnl reproduce`` start papermill with ``--cwd`` = ``home()``; an
-interactive Jupyter kernel starts in the notebook's folder, so set ``SLNL_HOME`` to the repository there).
+(``results_dir``, ``data_root``, ``--results-dir`` …) and slnl's own defaults (``results/<dataset>/``,
+``results/runs/``, the built-in synthetic store ``results/data/synthetic/``) — is relative to ``home()``:
+``$SLNL_HOME`` when it is set, else the working directory. Unset (the usual case) this is the shell's own rule, the
+same in the command line, the Python API and the notebooks (``slnl sweep`` / ``slnl reproduce`` start papermill with
+``--cwd`` = ``home()``; an interactive Jupyter kernel starts in the notebook's folder, so set ``SLNL_HOME`` to the
+repository there).
 """
 from __future__ import annotations
 
@@ -46,6 +47,13 @@ def resolve_path(path: str | os.PathLike | None) -> Path | None:
         return None
     p = Path(path).expanduser()
     return p if p.is_absolute() else home() / p
+
+
+def default_results_dir(dataset: str | None = "synthetic") -> str:
+    """Where a dataset's results, tables and figures go unless told otherwise: ``results/<dataset>`` (relative, so
+    under ``home()``); ``results/synthetic`` for the built-in synthetic stand-in. The notebooks, ``slnl sweep``,
+    ``slnl reproduce`` and ``make reproduce`` share it."""
+    return f"results/{dataset or 'synthetic'}"
 
 
 def portable(path: str | os.PathLike) -> str:

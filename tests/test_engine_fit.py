@@ -185,12 +185,14 @@ def test_evaluate_recomputes_the_final_numbers_independently(tiny_store, tmp_pat
     assert ev["top1"] == pytest.approx(float((c.argmax(1) == y).float().mean()))
     top5 = c.topk(min(5, c.shape[1]), 1).indices.eq(y[:, None]).any(1).float().mean()
     assert ev["top5"] == pytest.approx(float(top5))
-    # `slnl eval RUN_DIR` prints the same numbers and can write the full result.
+    # `slnl eval RUN_DIR --json` prints the same numbers (the summary otherwise) and can write the full result.
     from slnl.engine.cli import main
 
-    assert main(["eval", str(run), "--json", str(tmp_path / "ev.json")]) == 0
-    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert main(["eval", str(run), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
     assert (printed["top1"], printed["top5"], printed["n"]) == (ev["top1"], ev["top5"], 16)
+    assert main(["eval", str(run), "--json", str(tmp_path / "ev.json")]) == 0
+    assert f"top-1 {100 * ev['top1']:.1f} %" in capsys.readouterr().out
     assert json.loads((tmp_path / "ev.json").read_text())["confusion"] == ev["confusion"]
     assert main(["eval", str(tmp_path / "nothing")]) == 2
     # A checkpoint file is as good as its run directory: the same numbers.

@@ -249,7 +249,7 @@ def test_bf16_autocast_does_not_reach_the_dft(attention):
     assert float((y.double() - ref).norm() / ref.norm()) < 1e-5
     assert torch.equal(y_half, fp32.bfloat16())
     # Each side of the fp32 island under bf16: the input arrives rounded to bf16 (~1.7e-3 relative), the island adds
-    # < 1e-5, and the output is rounded to bf16 once more: ~2e-3 in all (README choices table), not the ~5e-3 of a
+    # < 1e-5, and the output is rounded to bf16 once more: ~2e-3 in all (docs/choices.md), not the ~5e-3 of a
     # bf16 round trip alone.
     rel = lambda a: float((a.double() - ref).norm() / ref.norm())  # noqa: E731
     into = float((x.bfloat16().double() - x.double()).norm() / x.double().norm())

@@ -1,5 +1,5 @@
-"""The README's table "Choices the paper leaves open" names every place where we read, complete or depart from the
-paper, with what we did, why, and a module that exists."""
+"""The table "Choices the paper leaves open" (docs/choices.md, linked from the README) names every place where we
+read, complete or depart from the paper, with what we did, why, and a module that exists."""
 from __future__ import annotations
 
 import re
@@ -11,8 +11,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def _choices() -> list[dict[str, str]]:
-    text = (REPO / "README.md").read_text()
-    section = text.split("## Choices the paper leaves open", 1)[1].split("\n## ", 1)[0]
+    text = (REPO / "docs" / "choices.md").read_text()
+    section = text.split("# Choices the paper leaves open", 1)[1].split("\n## ", 1)[0]
     lines = [ln for ln in section.splitlines() if ln.startswith("|")]
     header = [c.strip() for c in re.split(r"(?<!\\)\|", lines[0])[1:-1]]
     assert header == ["choice", "ours", "why", "where"]
@@ -48,6 +48,6 @@ def test_every_row_is_complete_and_points_at_a_module():
 ])
 def test_the_departures_and_readings_are_listed(choice, ours):
     hits = [r for r in _choices() if choice in r["choice"]]
-    assert len(hits) == 1, f"no single README choices row for {choice!r}"
+    assert len(hits) == 1, f"no single choices row for {choice!r} in docs/choices.md"
     for needle in ours:
         assert needle in hits[0]["ours"], (choice, needle)

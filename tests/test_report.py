@@ -1,7 +1,9 @@
-"""slnl.report's analyses of a trained model on a real one-step training run (Table 6's SLnL M1=1: rFA and a
-spatial non-local block): the gates the frequency attention applies, per-class gates, non-local affinities, the
-final checkpoint as the one analysed, and the whole report built from the run's files."""
+"""slnl.report's analyses of a trained model on real one-step training runs (Table 6's SLnL M1=1, seeds 0 and 1: rFA
+and a spatial non-local block): the gates the frequency attention applies, per-class gates, non-local affinities, the
+final checkpoint as the one analysed, the figures over both seeds, and the whole report built from the runs' files."""
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
@@ -35,14 +37,15 @@ def test_map_affinity():
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# Checkpoint analyses on a real run (Table 6's SLnL M1=1: rFA + a spatial non-local block), one optimiser step
+# Checkpoint analyses on real runs (Table 6's SLnL M1=1: rFA + a spatial non-local block), one optimiser step each
 # --------------------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def run_results(tmp_path_factory):
     results = tmp_path_factory.mktemp("results")
-    (rec,) = study.run_table("table6", "slnl-1", split="CS", epochs=1, max_steps_per_epoch=1, results_dir=results,
-                          log=lambda *_: None)
-    return results, resolve_path(rec["run_dir"])
+    recs = study.run_table("table6", "slnl-1", split="CS", seeds="0,1", epochs=1, max_steps_per_epoch=1,
+                           results_dir=results, log=lambda *_: None)
+    assert [r["seed"] for r in recs] == [0, 1]
+    return results, resolve_path(recs[0]["run_dir"])
 
 
 def test_load_run_loads_the_final_checkpoint(run_results):
@@ -102,22 +105,47 @@ def test_frequency_gates_and_affinity_of_a_run(run_results, tmp_path):
     seen = ~np.isnan(aff["mapped"]).all(axis=1)  # joints no new joint carries have no row (see map_affinity)
     assert np.allclose(aff["new"].sum(1), 1.0) and np.allclose(aff["mapped"][seen].sum(1), 1.0)
     assert seen.sum() >= min(25, n_new)
+    assert aff["joint_names"] is None or len(aff["joint_names"]) == 25  # the synthetic store's, where it names them
     fig, g = rp.frequency_figure(run, path=tmp_path / "f.png", max_samples=24)
     assert (tmp_path / "f.png").read_bytes()[:8] == PNG and g["run"] == run.name
     fig, aff = rp.skeleton_figure(run, path=tmp_path / "s.png", max_samples=24)
     assert (tmp_path / "s.png").read_bytes()[:8] == PNG and aff["class_index"] is None
 
 
+def test_figures_over_both_seeds(run_results, tmp_path):
+    """Gates and affinities averaged over the two seeds (each seed's own analysis, weighted by its samples)."""
+    results, run = run_results
+    runs = [run, run.parent / run.name.replace("seed0", "seed1")]
+    per_seed = [rp.frequency_gates(r, max_samples=24) for r in runs]
+    _, g = rp.frequency_figure(runs[::-1], path=tmp_path / "f.png", max_samples=24)
+    assert g["runs"] == 2 and g["run"] == "slnl-1__CS, seeds 0, 1" and (g["count"] == 2 * per_seed[0]["count"]).all()
+    seen = g["count"] > 0
+    want = (per_seed[0]["gates"]["position"]["cos"] + per_seed[1]["gates"]["position"]["cos"]) / 2
+    assert np.allclose(g["gates"]["position"]["cos"][seen], want[seen])
+    affs = [rp.nonlocal_affinity(r, max_samples=24) for r in runs]
+    _, aff = rp.skeleton_figure(runs, path=tmp_path / "s.png", max_samples=24)
+    assert aff["runs"] == 2 and aff["n"] == 48
+    both = ~np.isnan(affs[0]["mapped"]) & ~np.isnan(affs[1]["mapped"])
+    assert np.allclose(aff["mapped"][both], ((affs[0]["mapped"] + affs[1]["mapped"]) / 2)[both])
+    fig, mat = rp.confusion_figure(runs, normalize=False)
+    each = [np.asarray(json.loads((r / "result.json").read_text())["confusion"]) for r in runs]
+    assert np.array_equal(mat.to_numpy(), each[0] + each[1]) and "summed over 2 seeds (seeds 0, 1)" in \
+        fig.axes[0].get_title()
+
+
 def test_build_report(run_results):
     results, _ = run_results
     built = rp.build_report(results, max_samples=24)
-    assert set(built["tables"]) == {f"table{i}" for i in range(1, 7)} and not built["skipped"]
+    assert set(built["tables"]) == {f"table{i}" for i in range(1, 7)}
+    assert built["skipped"] == {"claims": "no claim could be tested on these runs"}  # one row of Table 6 only
+    index = (results / "figures" / "index.md").read_text()
+    assert "- claims: no claim could be tested on these runs" in index and "- `confusion.png`" in index
     for t in built["tables"].values():
         assert t["paths"]["md"].is_file() and t["paths"]["csv"].is_file()
     md = (results / "tables" / "table1.md").read_text()
     assert "| SLnL-rFA (Ours) | 89.1 |" in md and "| HCN (Li et al. 2018) | 86.5 |" in md  # paper numbers, no runs
     t6 = built["tables"]["table6"]["frame"]
-    assert t6.loc["SLnL (M1=1, M2=5)", ("CS", "n")] == 1
+    assert t6.loc["SLnL (M1=1, M2=5)", ("CS", "n")] == 2
     for key in ("table6_curves", "confusion", "frequency_attention", "nonlocal_affinity", "fig4"):
         assert built["figures"][key].read_bytes()[:8] == PNG, key
     md = (results / "tables" / "table6.md").read_text()  # synthetic data: no Δ against NTU's numbers, and why

@@ -64,18 +64,24 @@ def _axes_by_title(fig, needle):
 # Learning curves
 # --------------------------------------------------------------------------------------------------------------------
 def test_learning_curves_keep_each_loss_function_apart(tmp_path):
+    """Small multiples: each row its own test top-1 panel (all on one scale) above its own L_c panel, whose title
+    names the loss function; the rows of one loss function share a scale, different functions need not."""
     losses = {"ce": [2.5, 2.0, 1.5], "fl-2": [1.0, 0.6, 0.4], "smfl-2-0.4": [1.4, 1.0, 0.7]}
     for row, lc in losses.items():
         for seed in (0, 1):
             _run(tmp_path, "table4", row, "CS", seed, [0.2, 0.4, 0.5 + 0.1 * seed], [v + 0.1 * seed for v in lc])
     fig, data = rp.learning_curves("table4", tmp_path)
     top = _axes_by_title(fig, "test top-1")
-    assert len(top) == 1 and len(top[0].get_lines()) == 3  # rows are compared by test top-1, on one axis
-    for row, fn in (("ce", "CE"), ("fl-2", "FL(2,)"), ("smfl-2-0.4", "SMFL(2,0.4)")):
-        (ax,) = _axes_by_title(fig, f"training loss {fn},")  # one panel per loss function...
-        (line,) = ax.get_lines()  # ...holding only the rows trained with it
+    assert len(top) == 3 and all(len(ax.get_lines()) == 1 for ax in top)  # one row per panel
+    assert len({ax.get_ylim() for ax in top}) == 1  # rows compared by test top-1 on one scale
+    for row, fn, label in (("ce", "CE", "CE"), ("fl-2", "FL(2,)", "FL(2,)"), ("smfl-2-0.4", "SMFL(2,0.4)",
+                                                                               "SMFL(2,0.4)")):
+        (ax,) = _axes_by_title(fig, f"CS · {label}: training loss {fn},")  # one panel per row, naming its loss
+        (line,) = ax.get_lines()
         assert np.allclose(line.get_ydata(), np.asarray(losses[row]) + 0.05)  # mean over the two seeds
-    assert len([ax for ax in fig.axes if ax.get_visible()]) == 4
+        (t,) = _axes_by_title(fig, f"CS · {label}: test top-1")
+        assert np.allclose(t.get_lines()[0].get_ydata(), [20.0, 40.0, 55.0])
+    assert len([ax for ax in fig.axes if ax.get_visible()]) == 6
     assert set(data["loss_fn"]) == {"CE", "FL(2,)", "SMFL(2,0.4)"}
     _assert_legends_outside_axes(fig)
 
@@ -96,22 +102,27 @@ def test_learning_curves_name_single_stream_rows(tmp_path):
     _run(tmp_path, "table3", "vel-n", "CS", 0, [0.1, 0.3], [2.1, 1.7])
     _run(tmp_path, "table3", "posvel-n", "CS", 0, [0.2, 0.3], [1.9, 1.5])
     fig, _ = rp.learning_curves("table3", tmp_path)
-    (loss_ax,) = _axes_by_title(fig, "training loss")  # every Table 3 row trains with CE: one panel
-    assert "head c" in loss_ax.get_title() and len(loss_ax.get_lines()) == 3
+    loss_axes = _axes_by_title(fig, "training loss CE, head c")  # every Table 3 row trains with CE: one scale
+    assert len(loss_axes) == 3 and len({ax.get_ylim() for ax in loss_axes}) == 1
+    assert _axes_by_title(fig, "CS · Pos-N (position stream only): test top-1")
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert labels == ["Pos-N (position stream only)", "Vel-N (velocity stream only)", "PosVel-N"]
     _assert_legends_outside_axes(fig)
 
 
-def test_learning_curves_legend_hides_no_curve(tmp_path):
-    # Table 6: nine rows; the legend used to sit inside the top-1 axes over the last epoch.
+def test_learning_curves_of_table6_are_small_multiples(tmp_path):
+    """Table 6: nine rows, each in its own panel (no nine overplotted lines), on both splits; CS and CV train with
+    different m (0.4 / 0.6), and each loss panel names its function."""
     for r in ex.rows("table6"):
         _run(tmp_path, "table6", r.slug, "CS", 0, [0.1, 0.3, 0.45, 0.5, 0.3], [4.0, 3.5, 3.0, 2.8, 2.7])
         _run(tmp_path, "table6", r.slug, "CV", 0, [0.1, 0.3, 0.45, 0.5, 0.3], [4.0, 3.5, 3.0, 2.8, 2.7])
     fig, _ = rp.learning_curves("table6", tmp_path, path=tmp_path / "c.png")
     assert (tmp_path / "c.png").read_bytes()[:8] == PNG
-    # CS and CV train with different m (0.4 / 0.6): one loss panel per split, each naming its function.
-    assert len(_axes_by_title(fig, "SMFL(2,0.4)")) == 1 and len(_axes_by_title(fig, "SMFL(2,0.6)")) == 1
+    top = _axes_by_title(fig, "test top-1")
+    assert len(top) == 18 and max(len(ax.get_lines()) for ax in top) == 1
+    for r in ex.rows("table6"):
+        assert len(_axes_by_title(fig, f"CS · {r.label}: test top-1")) == 1
+    assert len(_axes_by_title(fig, "SMFL(2,0.4)")) == 9 and len(_axes_by_title(fig, "SMFL(2,0.6)")) == 9
     assert len(fig.legends[0].get_texts()) == 9
     _assert_legends_outside_axes(fig)
 
@@ -166,7 +177,12 @@ def test_accuracy_figure_is_each_row_mean_with_its_t_interval(tmp_path):
     assert cv["n"] == 1 and math.isnan(cv["low"])  # one seed: no interval, and none drawn
     assert [ax.get_title() for ax in fig.axes] == ["table3 · CS", "table3 · CV"]
     assert "msr3d" in fig._suptitle.get_text()
+    assert [ax.get_xlabel() for ax in fig.axes] == ["test top-1 (%), last epoch"] * 2
     assert rp.accuracy_figure("table3", tmp_path / "none")[0] is None
+    _run(tmp_path / "k", "table2", "slnl-rfa", "CS", 0, [0.9], [1.0], dataset="msr3d")
+    fig, _ = rp.accuracy_figure("table2", tmp_path / "k")
+    assert [(ax.get_title(), ax.get_xlabel()) for ax in fig.axes] == [
+        ("table2 · top1", "test top-1 (%), last epoch"), ("table2 · top5", "test top-5 (%), last epoch")]
 
 
 def test_accuracy_figure_draws_the_published_results_on_the_dataset_itself(tmp_path):
@@ -222,42 +238,62 @@ def test_fig4_curves_follow_the_paper_equations(tmp_path):
 # --------------------------------------------------------------------------------------------------------------------
 # Confusion matrix, frequency gates, affinity
 # --------------------------------------------------------------------------------------------------------------------
-def test_confusion_figure_normalises_rows(tmp_path):
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "result.json").write_text(json.dumps({"top1": 0.5, "confusion": [[3, 1], [2, 2]],
-                                                 "class_names": ["a", "b"]}))
-    fig, mat = rp.confusion_figure(run, path=tmp_path / "c.png")
-    assert mat.loc["a", "a"] == pytest.approx(0.75) and mat.loc["b", "a"] == pytest.approx(0.5)
+def _result_json(run, confusion, names=("a", "b"), top1=0.5):
+    run.mkdir(parents=True)
+    (run / "result.json").write_text(json.dumps({"top1": top1, "confusion": confusion, "class_names": list(names)}))
+    return run
+
+
+def test_confusion_figure_is_summed_over_every_seed(tmp_path):
+    r0 = _result_json(tmp_path / "slnl-rfa__CS__seed0", [[3, 1], [2, 2]])
+    r1 = _result_json(tmp_path / "slnl-rfa__CS__seed1", [[4, 0], [1, 3]])
+    fig, mat = rp.confusion_figure([r1, r0], path=tmp_path / "c.png", normalize=False)
+    assert mat.loc["a", "a"] == 7 and mat.loc["b", "a"] == 3 and mat.to_numpy().sum() == 16
+    title = fig.axes[0].get_title()
+    assert "summed over 2 seeds (seeds 0, 1)" in title and "slnl-rfa__CS" in title
+    assert "pooled top-1 75.0% over 16 test predictions" in title  # the summed diagonal (7 + 5) / 16
     assert (tmp_path / "c.png").read_bytes()[:8] == PNG
-    (run / "result.json").write_text(json.dumps({"top1": 0.5, "confusion": [[3, 1]], "class_names": ["a", "b"]}))
+    _, rec = rp.confusion_figure([r0, r1])  # rows normalised to recall
+    assert rec.loc["a", "a"] == pytest.approx(7 / 8) and rec.loc["b", "a"] == pytest.approx(3 / 8)
+    one, _ = rp.confusion_figure(r0)
+    assert "summed over 1 seed (seed 0)" in one.axes[0].get_title()
+    (r0 / "result.json").write_text(json.dumps({"top1": 0.5, "confusion": [[3, 1]], "class_names": ["a", "b"]}))
     with pytest.raises(ValueError, match="confusion is"):
-        rp.confusion_figure(run)
+        rp.confusion_figure(r0)
+    other = _result_json(tmp_path / "x__seed2", [[1, 0], [0, 1]], names=("a", "c"))
+    with pytest.raises(ValueError, match="other class names"):
+        rp.confusion_figure([r1, other])
 
 
 def _gates(num_classes=12, T=8, N=6):
     rng = np.random.default_rng(0)
     count = np.array([5, 9, 2, 7, 0, 11, 3, 8, 6, 10, 1, 4])[:num_classes]
     names = [f"action number {k} with a rather long descriptive name" for k in range(num_classes)]
-    gates = {s: {c: rng.random((num_classes, T, N)) for c in ("cos", "sin")} for s in ("position", "velocity")}
+    gates = {s: {c: np.full((num_classes, T, N), 0.5) + 0.01 * rng.random((num_classes, T, N))
+                 for c in ("cos", "sin")} for s in ("position", "velocity")}
     return {"gates": gates, "count": count, "class_names": names, "attention": "rFA", "run": "run-x"}
 
 
-def test_frequency_figure_names_every_class_it_shows(tmp_path):
+def test_frequency_figure_shows_the_most_distinctive_classes_by_name(tmp_path):
+    """Not the classes with most samples (ties on a balanced test set): those whose gates differ most from the mean
+    over classes (RMS over every gate), said in the title; a class without test samples is never one of them."""
     g = _gates()
+    # shifts summing to ~0 over the classes with samples, so that each is its class's distance from the mean
+    for k, shift in ((3, 0.4), (10, -0.35), (0, 0.3), (7, -0.28), (11, -0.25), (2, 0.2), (4, 0.45)):
+        g["gates"]["position"]["cos"][k] += shift  # class 4 has no test sample: never shown
+    assert rp.distinctive_classes(g, 6) == [3, 10, 0, 7, 11, 2]
     fig = rp.frequency_gates_figure(g, path=tmp_path / "f.png")
     assert (tmp_path / "f.png").read_bytes()[:8] == PNG
     text = _texts(fig)
-    shown = [5, 9, 1, 7, 3, 8]  # the six classes with the most test samples
-    for k in shown:
+    for k in (0, 2, 3, 7, 10, 11):
         assert f"class {k}: {g['class_names'][k]} — {g['count'][k]} test samples" in text
-    for k in set(range(12)) - set(shown):
+    for k in (1, 4, 5, 6, 8, 9):
         assert f"class {k}:" not in text
-    assert "6 of 12 classes shown (those with the most test samples)" in text
+    assert "6 of 12 classes shown (those whose gates differ most from the mean over classes" in text
+    assert "one seed" in text
     assert len(fig.axes) == 6 * 4 + 6  # (stream, cos/sin) panels per class, one colour bar per class
     chosen = rp.frequency_gates_figure(g, classes=[4, 0])
-    assert "class 4:" in _texts(chosen) and "class 0:" in _texts(chosen) and "2 of 12 classes shown (chosen)" in \
-        _texts(chosen)
+    assert "class 4:" in _texts(chosen) and "2 of 12 classes shown (chosen)" in _texts(chosen)
     with pytest.raises(ValueError, match="out of range"):
         rp.frequency_gates_figure(g, classes=[12])
 
@@ -268,14 +304,102 @@ def test_frequency_figure_all_classes_when_they_fit():
     assert "12 of 12 classes shown (all)" in _texts(rp.frequency_gates_figure(g, max_classes=12))
 
 
-def test_affinity_figure_names_its_query_joints(tmp_path):
+def test_mean_gates_weigh_each_seed_by_its_samples():
+    a, b = _gates(), _gates()
+    b["count"] = a["count"] * 3
+    for s in b["gates"]:
+        for c in b["gates"][s]:
+            b["gates"][s][c] = b["gates"][s][c] + 0.2
+    m = rp.mean_gates([dict(a, run="r__seed0"), dict(b, run="r__seed1")])
+    k = 1  # 9 samples in a, 27 in b: (9 g + 27 (g + 0.2)) / 36 = g + 0.15
+    assert m["gates"]["velocity"]["sin"][k] == pytest.approx(a["gates"]["velocity"]["sin"][k] + 0.15)
+    assert (m["count"] == 4 * a["count"]).all() and m["runs"] == 2 and m["run"] == "r__seed0, r__seed1"
+    assert (m["gates"]["position"]["cos"][4] == 0).all()  # no sample in either seed
+    assert "mean over 2 seeds" in _texts(rp.frequency_gates_figure(m))
+    with pytest.raises(ValueError, match="other gates"):
+        rp.mean_gates([a, {**b, "attention": "aFA"}])
+
+
+def _aff(mapped, n=7, names=None, run="run-x"):
+    return {"new": mapped, "mapped": mapped, "stream": "position", "block": 0, "n": n, "affinity": "SLnL",
+            "run": run, "class_index": None, "joint_names": names}
+
+
+def test_affinity_figure_names_its_joints(tmp_path):
+    """NTU-format (25 joints): the skeleton panels name their query joints; MSR Action3D (20 joints): every row and
+    column of the matrix is the store's joint name; without names, numbers and a note saying so."""
+    from slnl.data import msr3d
+
     rng = np.random.default_rng(0)
     a = rng.random((25, 25))
     a /= a.sum(1, keepdims=True)
-    aff = {"new": a, "mapped": a, "stream": "position", "block": 0, "n": 7, "affinity": "SLnL", "run": "run-x"}
-    fig = rp.affinity_figure(aff, queries=(4, 8), path=tmp_path / "s.png")
+    fig = rp.affinity_figure(_aff(a), queries=(4, 8), path=tmp_path / "s.png")
     assert (tmp_path / "s.png").read_bytes()[:8] == PNG
     titles = [ax.get_title() for ax in fig.axes]
     assert "query: head" in titles and "query: left hand" in titles  # NTU joints 4 and 8, by name
-    only_matrix = rp.affinity_figure({**aff, "mapped": None, "new": a[:10, :10]})
-    assert len([ax for ax in only_matrix.axes if ax.get_title().startswith("query")]) == 0
+    m = a[:20, :20] / a[:20, :20].sum(1, keepdims=True)
+    fig = rp.affinity_figure(_aff(m, names=msr3d.JOINT_NAMES))
+    ticks = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert ticks == msr3d.JOINT_NAMES and not [ax for ax in fig.axes if ax.get_title().startswith("query")]
+    fig = rp.affinity_figure(_aff(m))
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == [str(i) for i in range(1, 21)]
+    assert "joints numbered from 1: the store names none" in _texts(fig)
+    only_new = rp.affinity_figure({**_aff(a[:10, :10]), "mapped": None})
+    assert "new joints, numbered" in _texts(only_new)
+
+
+def test_mean_affinity_over_seeds_on_the_original_joints():
+    a, b = np.full((4, 4), 0.25), np.eye(4)
+    b[2] = np.nan  # seed 1 does not see joint 3: its row is seed 0's alone
+    m = rp.mean_affinity([_aff(a, n=10, run="r__seed0"), _aff(b, n=30, run="r__seed1")])
+    assert m["mapped"][0, 0] == pytest.approx((10 * 0.25 + 30 * 1.0) / 40) and m["n"] == 40
+    assert m["mapped"][2] == pytest.approx(a[2]) and m["runs"] == 2 and m["new"] is None
+    assert "mean over 2 seeds" in _texts(rp.affinity_figure(m))
+    assert rp.mean_affinity([_aff(a), {**_aff(b), "mapped": None}]) is None  # CNN-V: no map, no mean
+
+
+def test_claims_figure_draws_every_tested_claim_coloured_by_holm(tmp_path):
+    """One row per tested claim, the paper's difference as a cross, ours with its interval coloured by the verdict
+    after Holm; one panel per column with a tested claim; written to <results>/figures/claims.png by default."""
+    from matplotlib.colors import to_rgba
+
+    for row, tops in {"rfa": [0.90, 0.91, 0.92], "none": [0.80, 0.81, 0.82], "afa": [0.80, 0.83, 0.81],
+                      "dfa": [0.84, 0.89, 0.86]}.items():
+        for seed, t in enumerate(tops):
+            _run(tmp_path, "table5", row, "CS", seed, [t], [1.0], dataset="msr3d")
+    fig, data = rp.claims_figure(tmp_path, tables=["table5"])
+    assert (tmp_path / "figures" / "claims.png").read_bytes()[:8] == PNG
+    (ax,) = fig.axes
+    assert ax.get_title() == "CS" and "No claim tested on CV" in fig._suptitle.get_text()
+    ticks = sorted(zip(ax.get_yticks(), (t.get_text() for t in ax.get_yticklabels())), reverse=True)
+    assert [t for _, t in ticks] == list(data["label"])  # the first claim on top
+    assert list(data["label"]) == ["T5: Residual FA (rFA) > No Frequency Attention",
+                                   "T5: No Frequency Attention > Amplitude FA (aFA)",
+                                   "T5: Residual FA (rFA) > Dependent FA (dFA)"]
+    claims = rp.claims_table("table5", tmp_path)
+    assert list(data["verdict"]) == list(claims.loc[claims["ours_diff"].notna(), "verdict"])
+    crosses = [ln for ln in ax.get_lines() if ln.get_marker() == "x"]
+    assert sorted(float(ln.get_xdata()[0]) for ln in crosses) == pytest.approx(sorted(data["paper_diff"]))
+    points = [ln for ln in ax.get_lines() if ln.get_marker() == "o"]
+    colours = {v: to_rgba(rp.figures.VERDICT_COLOURS[v.split(" after")[0]]) for v in data["verdict"]}
+    for ln in points:
+        x = float(ln.get_xdata()[0])
+        (v,) = data.loc[np.isclose(data["ours_diff"], x), "verdict"]
+        assert to_rgba(ln.get_color()) == colours[v]
+    _assert_legends_outside_axes(fig)
+    assert rp.claims_figure(tmp_path / "none")[0] is None
+
+
+def test_pick_runs_takes_every_seed_of_the_first_row_never_the_most_accurate(tmp_path):
+    """The figures of trained models use every seed of one row, named by a fixed order (Table 1's model before
+    Table 6's rows), not the run with the highest accuracy."""
+    for table, row, tops in (("table6", "slnl-1", [0.99, 0.98]), ("table1", "slnl-rfa", [0.10, 0.20, 0.15])):
+        for seed, t in enumerate(tops):
+            rd = _run(tmp_path, table, row, "CS", seed, [t], [1.0])
+            for f in ("last.pt", "config.yaml", "result.json"):
+                (rd / f).write_text("")
+    df = rp.collect(tmp_path)
+    runs = rp.pick_runs(df, attention=True)
+    assert set(runs["table"]) == {"table1"} and list(runs["seed"]) == [0, 1, 2]
+    assert list(rp.pick_runs(df[df["table"] == "table6"], spatial_nonlocal=True)["seed"]) == [0, 1]
+    assert rp.pick_runs(df[df["table"] == "table6"], needs=("missing.file",)).empty

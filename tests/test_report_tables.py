@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -51,16 +52,21 @@ def test_table_on_the_papers_dataset_has_delta(tmp_path):
     assert not any("STAND-IN" in w for w in frame.attrs["warnings"]) and frame.attrs["delta_note"] == ""
 
     claims = rp.claims_table("table3", tmp_path).set_index(["better", "worse", "column"])
-    v = claims["verdict"]
-    assert v[("CS-T", "PosVel-N", "CS")] == "holds"
-    assert v[("CS-T", "PosVel-N", "CV")] == "not resolved at 1+1 seeds (no spread)"
-    assert v[("S-T", "PosVel-N", "CS")] == "reversed"
-    assert v[("CS-T", "CNN-V", "CS")] == "not resolved at 3+3 seeds"
+    v, raw = claims["verdict"], claims["verdict_uncorrected"]
+    assert v[("CS-T", "PosVel-N", "CS")] == "holds" and raw[("CS-T", "PosVel-N", "CS")] == "interval above 0"
+    assert v[("CS-T", "PosVel-N", "CV")] == "not resolved at 1+1 seeds (no spread)"  # no p-value: not in the family
+    assert v[("S-T", "PosVel-N", "CS")] == "reversed" and raw[("S-T", "PosVel-N", "CS")] == "interval below 0"
+    assert v[("CS-T", "CNN-V", "CS")] == "not resolved after Holm over 5 claims"
+    assert raw[("CS-T", "CNN-V", "CS")] == "not resolved at 3+3 seeds"
     assert v[("C-T", "PosVel-N", "CS")] == "not run" and "C-T" in claims.loc[("C-T", "PosVel-N", "CS"), "note"]
     row = claims.loc[("CS-T", "PosVel-N", "CS")]
-    w = st.welch_interval([90.0, 91.0, 92.0], [70.0, 71.0, 72.0])
+    w = st.welch_test([90.0, 91.0, 92.0], [70.0, 71.0, 72.0])
     assert row["ours_diff"] == pytest.approx(20.0) and row["paper_diff"] == pytest.approx(1.0)
-    assert (row["low"], row["high"], row["resolvable"]) == pytest.approx((w["low"], w["high"], w["half"]))
+    assert (row["low"], row["high"], row["p_welch"]) == pytest.approx((w["low"], w["high"], w["p_two_sided"]))
+    cs = claims.xs("CS", level="column")
+    tested = cs[cs["p_holm"].notna()]  # Holm over the family of CS: the p-values of its tested claims
+    p = np.where(tested["kind"] == "equivalence", tested["p_tost"], tested["p_welch"])
+    assert tested["p_holm"].to_numpy() == pytest.approx(st.holm(p).adjusted) and (tested["family"] == 5).all()
     assert row["delta_vs_paper"] == pytest.approx(20.0 - 1.0) and row["note"] == ""
     assert (row["n_better"], row["n_worse"]) == (3, 3)
 
@@ -110,13 +116,15 @@ def test_claims_summary_is_one_line_per_tested_claim(tmp_path):
     frame = rp.claims_table("table5", tmp_path)
     lines = rp.claims_summary([frame]).splitlines()
     cs = frame[frame["column"] == "CS"]
-    assert len(lines) == len(cs) + 1
+    assert len(lines) == len(cs) + 3
     first = cs.iloc[0]
     assert lines[0] == (f"- Table 5 (CS): Residual FA (rFA) > No Frequency Attention — paper +0.8; ours "
-                        f"{first['ours_diff']:+.2f} [{first['low']:+.2f}, {first['high']:+.2f}] (3+3 seeds): "
-                        "**reversed**")
-    assert lines[-1] == (f"- {len(frame) - len(cs)} claim(s) of Table 5: **no such split** — msr3d defines no CV "
+                        f"{first['ours_diff']:+.2f} [{first['low']:+.2f}, {first['high']:+.2f}] (3+3 seeds), p <0.001 "
+                        "(Welch), Holm p <0.001 (m=1): **reversed** (uncorrected: interval below 0)")
+    assert first["p_welch"] < 0.001 and first["p_holm"] == first["p_welch"]  # rFA and none only: a family of one
+    assert lines[-3] == (f"- {len(frame) - len(cs)} claim(s) of Table 5: **no such split** — msr3d defines no CV "
                          "split (its splits: CS)")
+    assert lines[-2:] == ["", "Sensitivity to the BN evaluation: not recorded (runs under the earlier protocol)"]
     assert sum("**not run**" in ln for ln in lines) == len(cs) - 1  # only rFA and none ran
     built = rp.build_report(tmp_path, tables="table5")
     assert built["claims"]["claims"].read_text().endswith("\n".join(lines) + "\n")
@@ -176,7 +184,7 @@ def test_write_table(tmp_path):
     assert csv.loc["Pos-N", "CS_ours"] == pytest.approx(82.0) and csv.loc["CS-T", "CV_paper"] == 91.3
     assert csv["CS_diff"].isna().all()
     claims = pd.read_csv(paths["claims"], keep_default_na=False)
-    assert list(claims.columns) == rp.tables.CLAIM_COLUMNS and "reversed" in set(claims["verdict"])
+    assert list(claims.columns) == rp.claims.CLAIM_COLUMNS and "reversed" in set(claims["verdict"])
     md = paths["md"].read_text()
     assert "| Pos-N | 83.1 | 82.0 ± 2.0 (3 seeds) |  |" in md and "reversed" in md and "STAND-IN" in md
     assert "## Resolution of our seeds" in md and "Δ against the paper is left blank" in md
@@ -267,9 +275,12 @@ def test_final_model_is_tested_against_published_results_on_its_own_dataset(tmp_
     assert row["column"] == "CS" and math.isnan(row["paper_diff"]) and row["n_better"] == 5 and row["n_worse"] == 0
     assert row["ours_diff"] == pytest.approx(mean - ref) and row["low"] == pytest.approx(mean - ref - half)
     assert row["high"] == pytest.approx(mean - ref + half) and row["verdict"] == st.REVERSED  # 81.6 ± 6.5 < 89.48
+    p = sps.ttest_1samp(pct, ref).pvalue
+    assert row["p_welch"] == pytest.approx(p) and row["p_holm"] == pytest.approx(p) and row["family"] == 1
     line = [ln for ln in rp.claims_summary([claims]).splitlines() if ref_label in ln]
     assert line == [f"- Table 1 (CS): SLnL-rFA (Ours) > {ref_label} — paper —; ours {mean - ref:+.2f} "
-                    f"[{mean - ref - half:+.2f}, {mean - ref + half:+.2f}] (5 seeds): **reversed** ({ref_label} is a "
+                    f"[{mean - ref - half:+.2f}, {mean - ref + half:+.2f}] (5 seeds), p {p:.3f} (one-sample t), "
+                    f"Holm p {p:.3f} (m=1): **reversed** (uncorrected: interval below 0) ({ref_label} is a "
                     "published number on msr3d)"]
     # the published results of a dataset are not the paper's: none on the paper's own data, and none for Tables 3-6
     for seed, v in enumerate(vals):

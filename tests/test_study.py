@@ -286,7 +286,7 @@ def test_the_committed_study_is_what_the_code_trains_now(folder, scale, finished
         assert now == recorded_trained_as(rec), (
             f"{f}: trained under another recipe or model than its row trains now, "
             f"{_differences(recorded_trained_as(rec), now)}; train the study again "
-            "(README: make reproduce DATASET=msr3d ...)")
+            "(docs/msr3d-notes.md: make reproduce DATASET=msr3d ...)")
         assert s.config.epochs == rec["epochs"] == recipes.RECIPES[scale].epochs, f
         assert s.recipe == scale and rec["trained_as"]["preset"] == "small"
 

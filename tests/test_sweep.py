@@ -149,3 +149,24 @@ def test_killed_sweep_resumes_rows_from_their_checkpoints(tmp_path, monkeypatch,
     out = capsys.readouterr().out
     assert "table4 ce: finished already" in out and "table4 fl-2: finished already" in out
     assert "table4: nothing to run" in out
+
+
+def test_results_go_to_results_dataset_by_default(tmp_path, monkeypatch):
+    """Without results_dir, a sweep, `slnl reproduce` and `make reproduce` write under results/<dataset>/ (the
+    synthetic stand-in under results/synthetic/), relative to home()."""
+    from slnl.utils import default_results_dir
+
+    monkeypatch.setenv("SLNL_HOME", str(tmp_path))
+    nb = [REPO_ROOT / "notebooks" / "table3.ipynb"]
+    assert sweep._table_params({"dataset": "msr3d"}, nb)["results_dir"] == str(tmp_path / "results" / "msr3d")
+    assert sweep._table_params({}, nb)["results_dir"] == str(tmp_path / "results" / "synthetic")
+    assert sweep._table_params({"results_dir": "x"}, nb)["results_dir"] == str(tmp_path / "x")
+    assert default_results_dir("sbu") == "results/sbu" and default_results_dir(None) == "results/synthetic"
+    make = subprocess.run(["make", "-n", "reproduce", "DATASET=nwucla"], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=60).stdout
+    assert "--results-dir results/nwucla" in make
+    assert "--results-dir results/synthetic" in subprocess.run(["make", "-n", "reproduce"], cwd=REPO_ROOT,
+                                                                capture_output=True, text=True, timeout=60).stdout
+    for name in ("table3.ipynb", "report.ipynb"):  # the notebooks derive it from their dataset parameter
+        code = "".join(c.source for c in nbformat.read(REPO_ROOT / "notebooks" / name, as_version=4).cells)
+        assert "results_dir = None" in code and "results_dir = results_dir or default_results_dir(dataset)" in code

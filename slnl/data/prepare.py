@@ -157,7 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         prepare_dataset(a.format, a.raw, a.out, **opts)
     except (ValueError, RuntimeError, OSError) as e:  # DataFormatError, StoreError (StoreExistsError, ...), OSError
-        print(f"slnl prepare {a.format}: {' '.join(str(e).split())}", file=sys.stderr)
+        text = " ".join(str(e).split())
+        text = text.removeprefix(f"prepare {a.format}: ")  # the library names the step; the prefix here does
+        print(f"slnl prepare {a.format}: {text}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"slnl prepare {a.format}: interrupted; run the same command again to resume", file=sys.stderr)

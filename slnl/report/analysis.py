@@ -17,6 +17,7 @@ import torch
 from slnl import data as sdata
 from slnl.engine.config import TrainConfig
 from slnl.engine.evaluation import load_model
+from slnl.data.store import read_meta
 from slnl.engine.rundir import check_store
 from slnl.models import FrequencyAttention, SkeletonTransformer
 from slnl.models.transform import CNNTransform
@@ -129,7 +130,8 @@ def nonlocal_affinity(run_dir: str | Path, max_samples: int = 256, class_index: 
     joints) and R = |W_s| normalised per column (how much of original joint i each new joint carries); A stays
     row-stochastic. Without a skeleton transformer (Pos-N, PosVel-N, C-T) A = A'. CNN-V's transform is non-linear and
     has no such map: ``mapped`` is then None. Returns {``new`` (N'×N'), ``mapped`` (N×N or None), ``stream``,
-    ``block`` (0-based), ``n``, ``affinity``, ``class_index``, ``run``}.
+    ``block`` (0-based), ``n``, ``affinity``, ``class_index``, ``run``, ``joint_names``} — ``joint_names``: the
+    store's names of the original joints (``meta.json``), None where it names none.
     """
     model, cfg = load_run(run_dir)
     stream_name, stream = next(iter(_streams(model).items()))
@@ -170,4 +172,52 @@ def nonlocal_affinity(run_dir: str | Path, max_samples: int = 256, class_index: 
             mapped = map_affinity(new, sk[0].W_s.detach().double().numpy())
     block_no = [b for b in stream.blocks if hasattr(b, "s_local")].index(block)  # 0-based, pooling layers skipped
     return {"new": new, "mapped": mapped, "stream": stream_name, "block": block_no, "n": n,
-            "affinity": model.config.affinity, "class_index": class_index, "run": Path(run_dir).name}
+            "affinity": model.config.affinity, "class_index": class_index, "run": Path(run_dir).name,
+            "joint_names": store_joint_names(cfg.data)}
+
+
+def store_joint_names(store: str | Path) -> list[str] | None:
+    """The joint names a store's ``meta.json`` records (``joint_names``), or None (none recorded, or no store)."""
+    try:
+        names = read_meta(store).get("joint_names")
+    except (OSError, ValueError):
+        return None
+    return [str(n) for n in names] if isinstance(names, list) and names else None
+
+
+def mean_gates(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The per-class gates of several runs (``frequency_gates`` dicts of one row's seeds) averaged over them: per
+    class, the mean over every test sample of every run (each run's class mean weighted by its count). The gates
+    are indexed by frequency (u over time, v over the N' joints the block sees), the same grid in every seed.
+    ``run`` lists the runs, ``runs`` counts them."""
+    if not runs:
+        raise ValueError("mean_gates: no run")
+    first = runs[0]
+    shapes = {(s, c): first["gates"][s][c].shape for s in first["gates"] for c in first["gates"][s]}
+    for g in runs[1:]:
+        got = {(s, c): g["gates"][s][c].shape for s in g["gates"] for c in g["gates"][s]}
+        if got != shapes or g["attention"] != first["attention"]:
+            raise ValueError(f"mean_gates: {g['run']} has other gates ({g['attention']}, {got}) than {first['run']} "
+                             f"({first['attention']}, {shapes})")
+    count = np.sum([np.asarray(g["count"]) for g in runs], axis=0)
+    denom = np.maximum(count, 1)[:, None, None]
+    gates = {s: {c: sum(np.asarray(g["gates"][s][c]) * np.asarray(g["count"])[:, None, None] for g in runs) / denom
+                 for c in first["gates"][s]} for s in first["gates"]}
+    return {"gates": gates, "count": count, "class_names": first["class_names"], "attention": first["attention"],
+            "run": ", ".join(g["run"] for g in runs), "runs": len(runs)}
+
+
+def mean_affinity(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The affinities of several runs (``nonlocal_affinity`` dicts of one row's seeds) averaged over them, on the
+    original joints (``mapped``: each seed learns its own new joints, so only the mapped matrices share their
+    rows and columns), each run weighted by its samples; a joint a seed does not see is averaged over the seeds that
+    do. None when a run has no mapped matrix (CNN-V) or the runs' matrices differ in size."""
+    if not runs or any(a["mapped"] is None for a in runs) or len({a["mapped"].shape for a in runs}) > 1:
+        return None
+    stack = np.stack([a["mapped"] for a in runs])
+    w = np.asarray([a["n"] for a in runs], dtype=float)[:, None, None] * ~np.isnan(stack)
+    total = np.nansum(stack * w, axis=0)
+    weight = w.sum(axis=0)
+    mapped = np.divide(total, weight, out=np.full(total.shape, np.nan), where=weight > 0)
+    return {**runs[0], "new": None, "mapped": mapped, "n": int(sum(a["n"] for a in runs)),
+            "run": ", ".join(a["run"] for a in runs), "runs": len(runs)}

@@ -1,20 +1,22 @@
-"""Figures (PNG, seaborn style, all quick on CPU): learning curves (``metrics.csv``), Fig. 4 (loss vs p_t from
-``slnl.losses``), confusion matrices (``result.json``), frequency-attention gates per class (Eq. 2) and non-local
-affinities drawn on the NTU skeleton (Eq. 8), the last two from ``slnl.report.analysis``.
+"""Figures of a study's results (PNG, seaborn style, all quick on CPU): each table's accuracy per row over seeds, its
+learning curves (``metrics.csv``), the paper's claims tested on our seeds (``claims_figure``) and Fig. 4 (loss vs
+p_t from ``slnl.losses``). Figures of trained models (confusion, frequency gates, affinity) are
+``slnl.report.model_figures``.
 
 Rules every figure keeps, so that a reader can trust it:
 
 * Losses of different functions are never drawn on one axis (CE and SMFL values are not on one scale): the
-  learning curves compare rows by test top-1 and draw each loss function's training loss in its own panel, and the
-  loss drawn is the prediction head's (``L_c`` of Eq. 21), which every row has — the total of Eq. 21 sums three
-  heads for two-stream rows but two for the single-stream Pos-N / Vel-N.
+  learning curves draw each row in its own panels (small multiples: test top-1 above, the training loss below, the
+  panels of one loss function on one scale), and the loss drawn is the prediction head's (``L_c`` of Eq. 21),
+  which every row has — the total of Eq. 21 sums three heads for two-stream rows but two for the single-stream
+  Pos-N / Vel-N.
 * Legends sit outside the axes (``loc="outside right upper"`` with constrained layout): no curve is hidden.
-* A figure that shows a subset (of classes, of joints) says which, by name.
+* A figure that shows a subset (of classes, of joints) says which, by name; nothing is chosen by test accuracy.
 """
 from __future__ import annotations
 
 import io
-import json
+import math
 import sys
 import textwrap
 from pathlib import Path
@@ -31,21 +33,12 @@ from matplotlib.ticker import MaxNLocator
 
 from slnl import experiments as ex
 from slnl import losses
-from slnl.data.ntu import BONES as NTU_BONES
-from slnl.data.ntu import JOINT_NAMES as NTU_JOINTS
 from slnl.models.transform import TRANSFORMS
-from slnl.report.analysis import frequency_gates, nonlocal_affinity
-from slnl.report.results import TEST_TOP1, TRAIN_LOSS_HEAD, column_values, read_metrics, table_runs
-from slnl.report.stats import welch_interval
+from slnl.report.claims import EQUIVALENCE, EQUIVALENCE_MARGIN, claims_table
+from slnl.report.results import TEST_TOP1, TRAIN_LOSS_HEAD, as_frame, column_values, read_metrics, table_runs
+from slnl.report.stats import HOLDS, REVERSED, welch_interval
 from slnl.report.tables import dataset_references
-from slnl.utils import atomic_write_bytes, atomic_write_text
-
-# A front-view drawing template of the NTU skeleton (1-based joints; the subject faces the viewer, so its left is on
-# the right of the picture).
-NTU_LAYOUT = {1: (0, 0), 2: (0, .35), 21: (0, .65), 3: (0, .8), 4: (0, .95), 5: (.2, .62), 6: (.3, .35),
-              7: (.38, .1), 8: (.4, .02), 22: (.42, -.08), 23: (.32, -.02), 9: (-.2, .62), 10: (-.3, .35),
-              11: (-.38, .1), 12: (-.4, .02), 24: (-.42, -.08), 25: (-.32, -.02), 13: (.1, -.05), 14: (.12, -.45),
-              15: (.13, -.85), 16: (.2, -.9), 17: (-.1, -.05), 18: (-.12, -.45), 19: (-.13, -.85), 20: (-.2, -.9)}
+from slnl.utils import atomic_write_bytes, atomic_write_text, resolve_path
 
 
 def _setup() -> None:
@@ -98,12 +91,13 @@ def _mean_sd(ax, d: pd.DataFrame, y: str, colours: dict[str, Any]) -> None:
 
 
 def learning_curves(table: str | int | ex.Table, results: str | Path | pd.DataFrame = "results", *,
-                    dataset: str | None = None, scale: str | None = None, path: str | Path | None = None):
-    """Test top-1 per epoch for every run of a table, and each loss function's training loss in its own panel
-    (the prediction head's loss ``L_c``; rows with the same loss function share a panel).
+                    dataset: str | None = None, scale: str | None = None, path: str | Path | None = None,
+                    ncols: int = 5):
+    """Small multiples of every run of a table: per split and per row, the test top-1 per epoch (one panel, all on
+    one scale) above the prediction head's training loss ``L_c`` (one panel; rows of one loss function on one scale,
+    named in the title). Curves are means over seeds with a ±1 sd band; at most ``ncols`` rows side by side.
 
-    One column of panels per split; curves are means over seeds with a ±1 sd band. Returns ``(figure or None, long
-    DataFrame)``; None when no run has metrics yet.
+    Returns ``(figure or None, long DataFrame)``; None when no run has metrics yet.
     """
     tbl, runs = table_runs(table, results, dataset, scale)
     parts = []
@@ -121,26 +115,50 @@ def learning_curves(table: str | int | ex.Table, results: str | Path | pd.DataFr
     data["test_top1_%"] = 100.0 * data[TEST_TOP1]
     _setup()
     splits = list(dict.fromkeys(data["split"]))
-    groups = {s: list(dict.fromkeys(data.loc[data["split"] == s, "loss_fn"])) for s in splits}
-    nrows = 1 + max(len(g) for g in groups.values())
     labels = [r.label for r in tbl.rows if r.label in set(data["row"])]
     colours = dict(zip(labels, sns.color_palette("tab10" if len(labels) <= 10 else "husl", len(labels))))
-    fig, axes = plt.subplots(nrows, len(splits), figsize=(5.5 * len(splits) + 2.5, 3.2 + 2.6 * (nrows - 1)),
-                             squeeze=False, layout="constrained")
+    per_split = {s: [lb for lb in labels if lb in set(data.loc[data["split"] == s, "row"])] for s in splits}
+    ncols = max(1, min(ncols, max(len(v) for v in per_split.values())))
+    blocks = {s: math.ceil(len(v) / ncols) for s, v in per_split.items()}  # rows of (top-1, loss) pairs per split
+    nrows = 2 * sum(blocks.values())
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.9 * ncols + 2.5, 2.3 * nrows + 0.6), squeeze=False,
+                             layout="constrained")
+    for ax in axes.flat:
+        ax.set_visible(False)
     loss_c = TRAIN_LOSS_HEAD["c"]
-    for j, s in enumerate(splits):
-        d = data[data["split"] == s]
-        _mean_sd(axes[0, j], d, "test_top1_%", colours)
-        axes[0, j].set(title=f"{tbl.name} · {s}: test top-1", xlabel="epoch", ylabel="test top-1 (%)")
-        for i, fn in enumerate(groups[s], start=1):
-            _mean_sd(axes[i, j], d[d["loss_fn"] == fn], loss_c, colours)
-            axes[i, j].set(title=f"{s}: training loss {fn}, head c", xlabel="epoch", ylabel=f"{fn} (L_c)")
-        for i in range(len(groups[s]) + 1, nrows):
-            axes[i, j].set_visible(False)
     streams = dict(zip(data["row"], data["streams"]))
+    top_axes, loss_axes = [], {}
+    first = 0
+    for s in splits:
+        d = data[data["split"] == s]
+        for i, lb in enumerate(per_split[s]):
+            r, c = first + 2 * (i // ncols), i % ncols
+            dr = d[d["row"] == lb]
+            fn = dr["loss_fn"].iloc[0]
+            top, low = axes[r, c], axes[r + 1, c]
+            for ax in (top, low):
+                ax.set_visible(True)
+            _mean_sd(top, dr, "test_top1_%", colours)
+            top.set_title(f"{s} · {lb}{streams[lb]}: test top-1", fontsize=8)
+            top.set_ylabel("test top-1 (%)" if c == 0 else "", fontsize=8)
+            _mean_sd(low, dr, loss_c, colours)
+            low.set_title(f"{s} · {lb}: training loss {fn}, head c", fontsize=8)
+            low.set(xlabel="epoch")
+            low.set_ylabel(f"{fn} (L_c)", fontsize=8)
+            top_axes.append(top)
+            loss_axes.setdefault(fn, []).append(low)
+        first += 2 * blocks[s]
+    for group in [top_axes, *loss_axes.values()]:  # one scale per quantity: top-1, and each loss function
+        lo = min(ax.get_ylim()[0] for ax in group)
+        hi = max(ax.get_ylim()[1] for ax in group)
+        for ax in group:
+            ax.set_ylim(lo, hi)
+            ax.tick_params(labelsize=7)
     handles = [Line2D([], [], color=colours[lb], marker="o", ms=4, label=lb + streams[lb]) for lb in labels]
     fig.legend(handles=handles, loc="outside right upper", fontsize=8,
                title="mean over seeds\n(band: ±1 sd)", title_fontsize=8)
+    fig.suptitle(f"{tbl.name}: learning curves, one row per panel (test top-1 on one scale; each loss function "
+                 "on its own)", fontsize=10)
     if path is not None:
         save_figure(fig, path)
     return fig, data
@@ -195,12 +213,83 @@ def accuracy_figure(table: str | int | ex.Table, results: str | Path | pd.DataFr
                   np.nanmax(np.r_[d["high"], d["mean"], list(refs.values())]))
         ax.set_xlim(max(lo - 2.0, -1.0), min(hi + 2.0, 101.0))  # accuracies: an interval past 100 % is cut at the edge
         ax.set_yticks(y, d["row"])
-        ax.set(xlabel="test top-1 (%), last epoch", title=f"{tbl.name} · {c}")
+        metric = "top-5" if c == "top5" else "top-1"
+        ax.set(xlabel=f"test {metric} (%), last epoch", title=f"{tbl.name} · {c}" + (
+            " (mean over folds)" if c.endswith("-fold") else ""))
     fig.suptitle(f"{tbl.name} on {where['dataset']} ({where['scale']} scale): mean over seeds with its "
                  f"{level:.0%} t-interval (diamond), each seed (dot)", fontsize=10)
     if path is not None:
         save_figure(fig, path)
     return fig, summary.drop(columns="values")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The paper's claims on our seeds
+# ----------------------------------------------------------------------------------------------------------------------
+VERDICT_COLOURS = {HOLDS: "tab:green", REVERSED: "tab:red", "not resolved": "0.45"}
+
+
+def claims_figure(results: str | Path | pd.DataFrame = "results", path: str | Path | None = None, *,
+                  dataset: str | None = None, scale: str | None = None, tables: Sequence[str] | None = None,
+                  level: float = 0.95):
+    """One study's claims at a glance: each claim tested on our seeds is a row (``Tn: better > worse``; ``≈`` for
+    rows the paper says are level, with the ±1 point margin as a band), ours − worse as a point with its ``level``
+    Welch interval, coloured by the verdict after Holm's correction within its family (``slnl.report.claims``), and
+    the paper's difference (from its table) as a cross where it has one. One panel per column (CS, CV, a k-fold
+    column, …) that has a tested claim. ``path`` default: ``<results>/figures/claims.png``.
+
+    Returns ``(figure or None, DataFrame)`` with one line per claim drawn; None when no claim could be tested."""
+    df = as_frame(results)
+    if path is None and not isinstance(results, pd.DataFrame):
+        path = resolve_path(results) / "figures" / "claims.png"
+    names = [ex.table(t).name for t in (tables or ex.TABLES)]
+    frames = []
+    for name in names:
+        c = claims_table(name, df, dataset=dataset, scale=scale, level=level)
+        frames.append(c.assign(label=f"T{ex.table(name).number}: " + c["better"] + np.where(
+            c["kind"] == EQUIVALENCE, " ≈ ", " > ") + c["worse"]))
+    data = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    untested = [c for c in dict.fromkeys(data["column"]) if not data.loc[data["column"] == c, "ours_diff"].notna().any()
+                ] if len(data) else []
+    data = data[data["ours_diff"].notna()].reset_index(drop=True) if len(data) else data
+    if not len(data):
+        return None, data
+    data["colour"] = [next((v for k, v in VERDICT_COLOURS.items() if str(vd).startswith(k)), "0.45")
+                      for vd in data["verdict"]]
+    _setup()
+    cols = list(dict.fromkeys(data["column"]))
+    n = max(int((data["column"] == c).sum()) for c in cols)
+    fig, axes = plt.subplots(1, len(cols), figsize=(6.5 * len(cols) + 2.5, max(3.2, 1.8 + 0.32 * n)), squeeze=False,
+                             layout="constrained")
+    for ax, col in zip(axes[0], cols):
+        d = data[data["column"] == col].reset_index(drop=True)
+        y = np.arange(len(d))[::-1]
+        ax.axvline(0.0, color="0.3", lw=1, zorder=1)
+        for yi, r in zip(y, d.itertuples(index=False)):
+            if r.kind == EQUIVALENCE:
+                ax.fill_betweenx([yi - 0.35, yi + 0.35], -EQUIVALENCE_MARGIN, EQUIVALENCE_MARGIN, color="tab:blue",
+                                 alpha=0.12, lw=0, zorder=0)
+            err = None if math.isnan(r.low) else [[r.ours_diff - r.low], [r.high - r.ours_diff]]
+            ax.errorbar([r.ours_diff], [yi], xerr=err, fmt="o", ms=5, color=r.colour, ecolor=r.colour, capsize=3,
+                        zorder=3)
+            if not math.isnan(r.paper_diff):
+                ax.plot([r.paper_diff], [yi], "x", ms=7, mew=1.8, color="k", zorder=4)
+        ax.set_yticks(y, d["label"], fontsize=7)
+        ax.set(xlabel=f"better − worse (points): ours with its {level:.0%} Welch interval", title=str(col))
+    where = {k: sorted(set(df[k].dropna())) if len(df) and k in df else [] for k in ("dataset", "scale")}
+    handles = [Line2D([], [], color=v, marker="o", ls="-", label=f"{k} (after Holm)") for k, v in
+               VERDICT_COLOURS.items()]
+    handles += [Line2D([], [], color="k", marker="x", ls="", mew=1.8, label="the paper's difference (its table)"),
+                plt.Rectangle((0, 0), 1, 1, color="tab:blue", alpha=0.12,
+                              label=f"±{EQUIVALENCE_MARGIN:g} pp: the margin of 'level'")]
+    fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=8)
+    none = f" No claim tested on {', '.join(map(str, untested))}." if untested else ""
+    fig.suptitle(textwrap.fill(
+        f"The paper's claims on {', '.join(where['dataset']) or '?'} ({', '.join(where['scale']) or '?'} scale): "
+        f"colour = verdict after Holm's correction within each table's claims on a column.{none}", 90), fontsize=10)
+    if path is not None:
+        save_figure(fig, path)
+    return fig, data.drop(columns="colour")
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -262,147 +351,3 @@ def fig4(pairs: str | Sequence[Sequence[float]] = "2,0.4;2,0.6;0,0.4", path: str
         save_figure(fig, path)
         atomic_write_text(Path(path).with_suffix(".csv"), curves.to_csv(index=False))
     return fig, curves
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Confusion matrix
-# ----------------------------------------------------------------------------------------------------------------------
-def confusion_figure(run_dir: str | Path, path: str | Path | None = None, normalize: bool = True,
-                     title: str | None = None):
-    """Confusion matrix of a run's final evaluation (``result.json``: ``confusion[true][predicted]``,
-    ``class_names``), rows normalised to recall when ``normalize``. Returns ``(figure, matrix DataFrame)``."""
-    run_dir = Path(run_dir)
-    rpath = run_dir / "result.json"
-    if not rpath.is_file():
-        raise FileNotFoundError(f"{rpath}: no result.json (the run has not finished)")
-    res = json.loads(rpath.read_text())
-    for k in ("confusion", "class_names", "top1"):
-        if k not in res:
-            raise ValueError(f"{rpath}: missing field {k!r}")
-    cm = np.asarray(res["confusion"], dtype=float)
-    names = [str(n) for n in res["class_names"]]
-    if cm.shape != (len(names), len(names)):
-        raise ValueError(f"{rpath}: confusion is {cm.shape} but there are {len(names)} class names")
-    if normalize:
-        tot = cm.sum(axis=1, keepdims=True)
-        cm = np.divide(cm, tot, out=np.full_like(cm, np.nan), where=tot > 0)
-    mat = pd.DataFrame(cm, index=pd.Index(names, name="true"), columns=pd.Index(names, name="predicted"))
-    _setup()
-    n = len(names)
-    size = min(max(6.0, 0.3 * n + 3.0), 18.0)
-    fig, ax = plt.subplots(figsize=(size + 1.5, size), layout="constrained")
-    sns.heatmap(mat, ax=ax, cmap="viridis", vmin=0.0, vmax=1.0 if normalize else None, square=True,
-                xticklabels=n <= 60, yticklabels=n <= 60, cbar_kws={"label": "recall" if normalize else "count"})
-    ax.tick_params(labelsize=max(4, 9 - n // 15))
-    ax.set_title(title or f"Confusion matrix (top-1 {100 * res['top1']:.1f}%)\n{run_dir.name}", fontsize=10)
-    if path is not None:
-        save_figure(fig, path)
-    return fig, mat
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Frequency attention (Eq. 2) per class
-# ----------------------------------------------------------------------------------------------------------------------
-def frequency_gates_figure(g: dict[str, Any], classes: Sequence[int] | None = None, max_classes: int = 6,
-                           path: str | Path | None = None):
-    """Heat maps of per-class frequency gates (``analysis.frequency_gates``'s dict): one block per class, headed by
-    the class's index, full name and number of test samples; one panel per (stream, gate: M_cos/M_sin, or M_amp for aFA); x = frequency over
-    joints v, y = frequency in time u, zero frequency at the centre. Without ``classes``, the ``max_classes``
-    classes with the most test samples; the title says how many of how many are shown, and how they were chosen."""
-    count = np.asarray(g["count"])
-    names = list(g["class_names"])
-    total = len(count)
-    if classes is None:
-        shown = [int(c) for c in np.argsort(-count, kind="stable")[:max_classes] if count[c] > 0]
-        how = "those with the most test samples" if len(shown) < total else "all"
-    else:
-        shown = [int(c) for c in classes]
-        bad = [c for c in shown if not 0 <= c < total]
-        if bad:
-            raise ValueError(f"frequency_gates_figure: class index(es) {bad} out of range 0..{total - 1}")
-        how = "chosen"
-    if not shown:
-        raise ValueError("frequency_gates_figure: no class has a test sample")
-    panels = [(s, c) for s in g["gates"] for c in g["gates"][s]]  # cos/sin, or aFA's one amplitude gate
-    _setup()
-    fig = plt.figure(figsize=(2.6 * len(panels) + 1.2, 2.6 * len(shown) + 0.8), layout="constrained")
-    for sf, k in zip(fig.subfigures(len(shown), 1, squeeze=False)[:, 0], shown):
-        axes = sf.subplots(1, len(panels), squeeze=False)[0]
-        im = None
-        for j, (ax, (s, comp)) in enumerate(zip(axes, panels)):
-            a = np.fft.fftshift(g["gates"][s][comp][k])
-            T, N = a.shape
-            im = ax.imshow(a, aspect="auto", origin="lower", vmin=0.0, vmax=1.0, cmap="magma",
-                           extent=(-N // 2 - 0.5, N - N // 2 - 0.5, -T // 2 - 0.5, T - T // 2 - 0.5))
-            ax.grid(False)
-            ax.set_title(f"{s} · M_{comp}", fontsize=8)
-            ax.set_xlabel("v (joints)", fontsize=7)
-            ax.set_ylabel("u (time)" if j == 0 else "", fontsize=7)
-            ax.tick_params(labelsize=6)
-        sf.colorbar(im, ax=axes, shrink=0.9, label="gate (Eq. 2)")
-        name = names[k] if k < len(names) else "(no name in the store)"
-        sf.suptitle(f"class {k}: {name} — {int(count[k])} test samples", fontsize=9, fontweight="bold")
-    fig.suptitle(textwrap.fill(f"Frequency attention ({g.get('attention', '?')}): mean gates per class over test "
-                               f"samples — {len(shown)} of {total} classes shown ({how}) — {g.get('run', '')}", 110),
-                 fontsize=10)
-    if path is not None:
-        save_figure(fig, path)
-    return fig
-
-
-def frequency_figure(run_dir: str | Path, path: str | Path | None = None, classes: Sequence[int] | None = None,
-                     max_classes: int = 6, max_samples: int = 512):
-    """``frequency_gates`` of a run drawn by ``frequency_gates_figure``. Returns ``(figure, gates dict)``."""
-    g = frequency_gates(run_dir, max_samples)
-    return frequency_gates_figure(g, classes, max_classes, path), g
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Non-local affinity (Eq. 8) on the skeleton
-# ----------------------------------------------------------------------------------------------------------------------
-def affinity_figure(aff: dict[str, Any], queries: Sequence[int] = (4, 8, 12, 16), path: str | Path | None = None):
-    """Non-local affinities (``analysis.nonlocal_affinity``'s dict) on the NTU skeleton: for each query joint (1-based
-    NTU numbering, named in its panel's title) the affinity to every joint as node colour and as lines from the
-    query, plus the full (mapped) matrix. Data that is not 25-joint NTU-format, or a CNN-V transform (no joint map),
-    gets the matrix only."""
-    A = aff["mapped"] if aff["mapped"] is not None else aff["new"]
-    on_skeleton = aff["mapped"] is not None and A.shape == (25, 25)
-    _setup()
-    ncol = 1 + (len(queries) if on_skeleton else 0)
-    fig, axes = plt.subplots(1, ncol, figsize=(4.2 + 3.0 * (ncol - 1), 4.2), squeeze=False, layout="constrained")
-    ax0 = axes[0, 0]
-    sns.heatmap(A, ax=ax0, cmap="viridis", square=True, cbar_kws={"label": "affinity", "shrink": 0.7},
-                xticklabels=5, yticklabels=5)
-    ax0.set(title=("original joints" if aff["mapped"] is not None else "new joints N'") + " (row = query)",
-            xlabel="key joint", ylabel="query joint")
-    if on_skeleton:
-        xy = np.array([NTU_LAYOUT[j] for j in range(1, 26)])
-        sc = None
-        for ax, q in zip(axes[0, 1:], queries):
-            unseen = bool(np.isnan(A[q - 1]).all())  # a joint the skeleton transformer gives no weight to
-            w = np.nan_to_num(A[q - 1])
-            for a, b in NTU_BONES:
-                ax.plot(*xy[[a - 1, b - 1]].T, color="0.75", lw=2, zorder=1)
-            wn = w / max(w.max(), 1e-12)
-            for j in range(25):
-                if j != q - 1:
-                    ax.plot(*xy[[q - 1, j]].T, color="tab:red", lw=3 * wn[j], alpha=0.15 + 0.6 * wn[j], zorder=2)
-            sc = ax.scatter(xy[:, 0], xy[:, 1], c=w, cmap="viridis", s=60, zorder=3, edgecolors="k", linewidths=0.5)
-            ax.scatter(*xy[q - 1], s=220, facecolors="none", edgecolors="tab:red", linewidths=2, zorder=4)
-            ax.set_title(f"query: {NTU_JOINTS[q - 1]}" + (" (not seen by the model)" if unseen else ""), fontsize=9)
-            ax.set_aspect("equal")
-            ax.axis("off")
-        fig.colorbar(sc, ax=list(axes[0, 1:]), shrink=0.7, label="affinity to query")
-    what = "all test samples" if aff.get("class_index") is None else f"class {aff['class_index']}"
-    fig.suptitle(f"Spatial non-local affinity ({aff['affinity']}, {aff['stream']} stream, block {aff['block'] + 1}), "
-                 f"mean over frames and {what} (n={aff['n']}) — {aff.get('run', '')}", fontsize=9)
-    if path is not None:
-        save_figure(fig, path)
-    return fig
-
-
-def skeleton_figure(run_dir: str | Path, path: str | Path | None = None, queries: Sequence[int] = (4, 8, 12, 16),
-                    max_samples: int = 256, class_index: int | None = None):
-    """``nonlocal_affinity`` of a run drawn by ``affinity_figure``. Returns ``(figure, affinity dict)``."""
-    aff = nonlocal_affinity(run_dir, max_samples, class_index)
-    return affinity_figure(aff, queries, path), aff

@@ -11,7 +11,8 @@ from slnl import experiments as ex
 from slnl.report.figures import learning_curves
 from slnl.report.markdown import table_markdown
 from slnl.report.results import collect
-from slnl.report.tables import claims_table, paper_table, seed_resolution
+from slnl.report.claims import claims_table
+from slnl.report.tables import paper_table, seed_resolution
 from slnl.utils import resolve_path
 
 

@@ -8,12 +8,16 @@ here needs to know how a run was launched.
 from __future__ import annotations
 
 import json
+import math
+import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from slnl import experiments as ex
+from slnl.data import sbu
 from slnl.engine.checkpoint import FILE as FINAL_CHECKPOINT  # the model of the final epoch: the one the paper reports
 # Column names of a run's metrics.csv, defined where it is written. The paper has no validation split: the per-epoch
 # evaluation is on the test subset.
@@ -26,6 +30,14 @@ RESULT_KEYS = ("table", "row", "split", "seed", "top1", "top5")
 # four (None) is not held against the others; one without bn_stats predates their recomputation: "running".
 TRAINED_ALIKE = ("store_fingerprint", "epochs", "batch_size", "max_steps_per_epoch", "bn_stats")
 METRIC_COLUMNS = ("epoch", TEST_TOP1, TRAIN_LOSS_HEAD["c"])  # what the learning curves need
+# The final model evaluated with each BN statistics (runs of the current protocol record both; ``bn_stats`` names the
+# headline): top-level ``top1_running`` / ``top1_recomputed`` (and top-5), or the run's ``by_bn_stats`` block.
+BN_EVALUATIONS = ("running", "recomputed")
+BN_HEADLINE = {"running": "running", "recompute": "recomputed"}  # bn_stats -> the evaluation top1 / top5 are
+# k-fold cross-validation: a store's splits fold1 ... foldK are folds of one column, whose number is the mean over
+# folds. Datasets whose folds are known (a seed missing one of them is incomplete); elsewhere the folds found.
+FOLD_SPLIT = re.compile(r"fold(\d+)")
+DATASET_FOLDS: dict[str, tuple[str, ...]] = {"sbu": tuple(s for s in sbu.SPLITS if FOLD_SPLIT.fullmatch(s))}
 
 
 def read_result(path: str | Path) -> dict[str, Any]:
@@ -52,10 +64,17 @@ def collect(results_dir: str | Path = "results") -> pd.DataFrame:
     """Every result file under ``<results_dir>/table*/`` as one DataFrame row (accuracies in %)."""
     results_dir = resolve_path(results_dir)
     recs = [read_result(p) for p in sorted(results_dir.glob("table*/*__*__seed*.json"))]
+    bn_cols = [f"{m}_{e}" for e in BN_EVALUATIONS for m in ("top1", "top5")]
     cols = ["table", "row", "split", "seed", "top1", "top5", "dataset", "scale", "epochs", "store_fingerprint",
-            "bn_stats", "run_dir", "path", "run_path"]
+            "bn_stats", "run_dir", "path", "run_path", *bn_cols]
     if not recs:
         return pd.DataFrame(columns=cols)
+    for rec in recs:  # the other BN evaluation, where the run recorded it (nested in by_bn_stats, or top level)
+        nested = rec.get("by_bn_stats") if isinstance(rec.get("by_bn_stats"), dict) else {}
+        for e in BN_EVALUATIONS:
+            for m in ("top1", "top5"):
+                v = rec.get(f"{m}_{e}", (nested.get(e) or {}).get(m))
+                rec[f"{m}_{e}"] = 100.0 * float(v) if isinstance(v, (int, float)) else math.nan
     df = pd.DataFrame.from_records(recs)
     for c in cols:
         if c not in df:
@@ -107,15 +126,75 @@ def table_runs(table: str | int | ex.Table, results: str | Path | pd.DataFrame =
     return tbl, d
 
 
+def with_bn(runs: pd.DataFrame, evaluation: str, metrics: tuple[str, ...] = ("top1",)) -> pd.DataFrame | None:
+    """``runs`` with ``metrics`` (``top1``; ``top5`` too for a top-1/top-5 table) those of the final model evaluated
+    with BN statistics ``evaluation`` (``running`` or ``recomputed``), or None when a run did not record them (runs
+    under the earlier protocol)."""
+    cols = {m: f"{m}_{evaluation}" for m in metrics}
+    if not len(runs) or any(c not in runs for c in cols.values()) or runs[list(cols.values())].isna().any().any():
+        return None
+    return runs.assign(**{m: runs[c].astype(float) for m, c in cols.items()})
+
+
+def fold_number(split: str) -> int | None:
+    """``fold3`` -> 3; None for a split that is not a fold."""
+    m = FOLD_SPLIT.fullmatch(str(split).strip().lower())
+    return int(m.group(1)) if m else None
+
+
+def folds_of(runs: pd.DataFrame) -> tuple[str, ...]:
+    """The folds of a k-fold dataset's runs: its known folds (``DATASET_FOLDS``) when the runs are of one such
+    dataset, otherwise the ``fold<k>`` splits found; empty when no run is on a fold."""
+    found = sorted({s for s in runs["split"] if fold_number(s) is not None}, key=fold_number) if len(runs) else []
+    if not found:
+        return ()
+    datasets = set(runs["dataset"].dropna())
+    known = DATASET_FOLDS.get(next(iter(datasets))) if len(datasets) == 1 else None
+    return tuple(known) if known else tuple(found)
+
+
+def fold_label(folds: tuple[str, ...]) -> str:
+    """The column of k folds: ``"5-fold"``."""
+    return f"{len(folds)}-fold"
+
+
+def fold_means(runs: pd.DataFrame, folds: tuple[str, ...], metric: str = "top1") -> pd.DataFrame:
+    """DataFrame(row, seed, value, <fold>...): per (row, seed) that has every fold, the mean of ``metric`` over the
+    folds (the dataset's number) and each fold's value. A (row, seed) missing a fold is left out; ``attrs
+    ["incomplete"]`` lists them as ``(row, seed, missing folds)``."""
+    sub = runs[runs["split"].isin(folds)]
+    recs, incomplete = [], []
+    for (row, seed), g in sub.groupby(["row", "seed"], sort=False):
+        per = dict(zip(g["split"], g[metric].astype(float)))
+        missing = [f for f in folds if f not in per]
+        if missing:
+            incomplete.append((row, seed, missing))
+            continue
+        recs.append({"row": row, "seed": seed, "value": float(np.mean([per[f] for f in folds])),
+                     **{f: per[f] for f in folds}})
+    out = pd.DataFrame(recs, columns=["row", "seed", "value", *folds])
+    out.attrs["incomplete"] = incomplete
+    return out
+
+
 def column_values(tbl: ex.Table, runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """column -> DataFrame(row, seed, value) of our runs for that column of the table."""
+    """column -> DataFrame(row, seed, value) of our runs for that column of the table.
+
+    The folds of a k-fold dataset (``folds_of``) are one column, ``fold_label`` ("5-fold"), whose value per seed
+    is the mean over the folds and whose frame also holds each fold's value (``fold_means``)."""
     out: dict[str, pd.DataFrame] = {}
+    folds = folds_of(runs)
     if tbl.metric_by_split:
-        splits = list(tbl.columns) + sorted(set(runs["split"]) - set(tbl.columns))
+        splits = list(tbl.columns) + sorted(set(runs["split"]) - set(tbl.columns) - set(folds))
         for s in splits:
             sub = runs[runs["split"] == s]
             if s in tbl.columns or len(sub):
                 out[s] = sub[["row", "seed"]].assign(value=sub["top1"].values)
+        if folds:
+            out[fold_label(folds)] = fold_means(runs, folds)
+    elif folds and set(runs["split"]) <= set(folds):  # top-1 / top-5 of a k-fold dataset: each the mean over folds
+        for col in ("top1", "top5"):
+            out[col] = fold_means(runs, folds, col)
     else:
         # Kinetics-style: top-1 and top-5 of one split (the store's only one, or a stand-in split).
         found = sorted(runs["split"].unique()) if len(runs) else []

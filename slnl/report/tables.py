@@ -1,22 +1,20 @@
-"""The paper's tables with ours beside them, the paper's claimed improvements checked against seed spread, and the
-resolution of our seeds.
+"""The paper's tables with ours beside them, and the resolution of our seeds (the paper's claims tested on our seeds
+are ``slnl.report.claims``).
 
 * ``paper_table``: one row per paper row (published reference rows included); per column (CS/CV, or top-1/top-5 on
   Kinetics) the paper's number, ours (mean and standard deviation over seeds, in %), the number of seeds and
-  Δ = ours − paper.
-* ``claims_table``: each improvement the paper claims between two rows (``slnl.experiments.Claim``) tested as an
-  ordering of our rows: our difference of means, its Welch interval over seeds, the half-width of that interval (the
-  smallest difference these seeds resolve) and a verdict (``slnl.report.stats.verdict``).
-* ``seed_resolution``: per column, the seed standard deviation pooled over the table's rows and the smallest
-  difference that the typical number of seeds per row resolves.
+  Δ = ours − paper. The folds of a dataset evaluated by k-fold cross-validation (SBU Kinect Interaction: store
+  splits ``fold1`` … ``fold5``) are one column, ``5-fold``: ours is the mean over folds per seed (the dataset's
+  number), and each fold's mean over seeds is beside it (stats ``fold1`` … ``fold5``).
+* ``seed_resolution``: per column, the seed standard deviation pooled over the table's rows, the smallest
+  difference that the typical number of seeds per row resolves, the difference they detect with 80 % power and the
+  seeds a difference of one point would need.
 
 One function serves every dataset. On the dataset of the paper's numbers (``Table.paper_dataset``: NTU RGB+D 60 for
 Tables 1 and 3–6, Kinetics for Table 2) ours is also compared with the paper's: Δ per cell, and per claim
 ``delta_vs_paper`` = our difference − the paper's. On any other data (the built-in synthetic set, MSR Action3D,
 NTU-120, or Table 2 run on NTU-format data) those comparisons are left blank and the reason is given
-(``delta_note``): 12 synthetic classes and 400 Kinetics classes give accuracies on different scales. The orderings
-between our own rows are still tested; an ordering against a *published* number (Tables 1–2) needs the paper's
-dataset and is left blank otherwise.
+(``delta_note``): 12 synthetic classes and 400 Kinetics classes give accuracies on different scales.
 """
 from __future__ import annotations
 
@@ -28,21 +26,31 @@ import numpy as np
 import pandas as pd
 
 from slnl import experiments as ex
-from slnl.data import kinetics, msr3d, ntu
-from slnl.data.store import canonical_split
-from slnl.report.results import column_values, row_values, table_runs
-from slnl.report.stats import pooled_sd, resolvable_difference, seeds_label, verdict, welch_interval
+from slnl.data import kinetics, msr3d, ntu, nwucla, sbu
+from slnl.report.results import DATASET_FOLDS, column_values, fold_label, row_values, table_runs
+from slnl.report.stats import detectable_difference, pooled_sd, resolvable_difference, seeds_needed
 
-CLAIM_COLUMNS = ["better", "worse", "column", "paper_diff", "ours_diff", "low", "high", "resolvable", "n_better",
-                 "n_worse", "verdict", "delta_vs_paper", "note", "claim"]
-NOT_RUN = "not run"
-NO_SUCH_SPLIT = "no such split"  # a claim on a split the dataset does not define (CV on MSR Action3D): untestable
+
+def _evaluation_splits(splits: tuple[str, ...]) -> tuple[str, ...]:
+    """A dataset's splits that a table reports (``xsub-val``, ``fold1-val``: for choosing a recipe, not reported)."""
+    return tuple(s for s in splits if not s.endswith("-val"))
+
+
 # The splits of the datasets whose protocol is fixed by their format (user .npz, CTR-GCN and PYSKL stores vary).
-DATASET_SPLITS: dict[str, tuple[str, ...]] = {**ntu.SPLITS, "msr3d": msr3d.SPLITS, "kinetics": kinetics.SPLITS}
-# Published results on a dataset other than the paper's, per split (``msr3d.PUBLISHED``): where the paper's claims
-# against published numbers (Table 1) are on another dataset, our final model is compared with these instead.
-DATASET_PUBLISHED: dict[str, dict[str, dict[str, float]]] = {"msr3d": msr3d.PUBLISHED}
+DATASET_SPLITS: dict[str, tuple[str, ...]] = {
+    **{k: _evaluation_splits(v) for k, v in ntu.SPLITS.items()}, "msr3d": _evaluation_splits(msr3d.SPLITS),
+    "kinetics": kinetics.SPLITS, "nwucla": _evaluation_splits(nwucla.SPLITS), "sbu": _evaluation_splits(sbu.SPLITS)}
+# Published results on a dataset other than the paper's, per column of our table (a split's label, or the k-fold
+# column for a number that is the mean over folds): where the paper's claims against published numbers (Table 1)
+# are on another dataset, our final model is compared with these instead.
+DATASET_PUBLISHED: dict[str, dict[str, dict[str, float]]] = {
+    "msr3d": {ex.split_label(s): dict(v) for s, v in msr3d.PUBLISHED.items()},
+    "nwucla": {ex.split_label(s): dict(v) for s, v in nwucla.PUBLISHED.items()},
+    "sbu": {fold_label(DATASET_FOLDS["sbu"]): dict(sbu.PUBLISHED[sbu.MEAN_OVER_FOLDS])},
+}
 ORDERING_ONLY = "ordering only"  # the note of a claim tested on data other than the paper's
+POWER = 0.8  # the power at which seed_resolution and the claims give the detectable difference
+ONE_POINT = 1.0  # the difference (points of accuracy) whose seeds needed they give
 
 
 def against_published(tbl: ex.Table) -> bool:
@@ -75,11 +83,19 @@ def paper_table(table: str | int | ex.Table, results: str | Path | pd.DataFrame 
     """The paper's table with ours beside it: index = the paper's row labels (paper order), columns a MultiIndex
     (column, stat) with stats ``paper``, ``ours`` (mean over seeds, %), ``std`` (over seeds; NaN for one seed),
     ``n`` (seeds), ``diff`` (ours − paper; NaN when our data is not the paper's dataset, see ``delta_note``).
-    Reference rows have no ours. ``attrs`` carries the dataset, scale, epochs, ``delta_note`` and notes (stand-in
+    Reference rows have no ours.
+
+    A k-fold column (``5-fold``: the folds of a cross-validated dataset, ``slnl.report.results.column_values``)
+    has no paper number (the paper has no such column); ours is the mean over seeds of each seed's mean over the
+    folds, std and n are over seeds, and one more stat per fold (``fold1`` …) holds that fold's mean over the same
+    seeds — their mean is ours. A seed that lacks a fold is left out, and ``attrs["notes"]`` says which.
+
+    ``attrs`` carries the dataset, scale, epochs, ``delta_note``, ``folds`` ({column: folds}) and notes (stand-in
     warnings included)."""
     tbl, runs = table_runs(table, results, dataset, scale)
     values = column_values(tbl, runs)
     note = delta_note(tbl, runs)
+    folds = {c: [f for f in v.columns if f not in ("row", "seed", "value")] for c, v in values.items()}
     records = []
     for r in tbl.rows:
         rec: dict[tuple[str, str], Any] = {}
@@ -92,6 +108,9 @@ def paper_table(table: str | int | ex.Table, results: str | Path | pd.DataFrame 
             rec[(col, "std")] = float(np.std(v, ddof=1)) if len(v) > 1 else math.nan
             rec[(col, "n")] = len(v)
             rec[(col, "diff")] = math.nan if note else mean - paper
+            vals = values[col][values[col]["row"] == r.slug]
+            for f in folds[col]:
+                rec[(col, f)] = float(vals[f].astype(float).mean()) if len(vals) else math.nan
         records.append(rec)
     frame = pd.DataFrame.from_records(records, index=pd.Index([r.label for r in tbl.rows], name=f"Table {tbl.number}"))
     frame.columns = pd.MultiIndex.from_tuples(frame.columns, names=["column", "stat"])
@@ -102,103 +121,30 @@ def paper_table(table: str | int | ex.Table, results: str | Path | pd.DataFrame 
     if "cpu" in sc:
         warnings.append("Scale cpu: a small model trained a few epochs — checks the pipeline end to end; the numbers "
                         "are not expected to approach the paper's.")
+    notes = list(tbl.notes)
+    for col, v in values.items():
+        if folds[col]:
+            notes.append(f"{col}: {len(folds[col])}-fold cross-validation ({', '.join(folds[col])}); ours is the mean "
+                         "over folds of each seed, its mean and std over seeds; per fold, that fold's mean over the "
+                         "same seeds. The paper's CS claims are tested on it.")
+        for row, seed, missing in v.attrs.get("incomplete", []):
+            notes.append(f"{col}: {tbl.row(row).label} seed {seed} has no result on {', '.join(missing)}: left out "
+                         "(the mean over folds needs every fold).")
     frame.attrs.update(table=tbl.name, title=tbl.title, dataset=",".join(ds), scale=",".join(sc),
-                       epochs=",".join(map(str, ep)), warnings=warnings, notes=list(tbl.notes), delta_note=note)
-    return frame
-
-
-def claims_table(table: str | int | ex.Table, results: str | Path | pd.DataFrame = "results", *,
-                 dataset: str | None = None, scale: str | None = None, level: float = 0.95) -> pd.DataFrame:
-    """The paper's claimed improvements tested on our runs: one row per (claim, column).
-
-    Columns: ``paper_diff`` (the paper's better − worse), ``ours_diff`` (difference of our means), ``low``/``high``
-    (its ``level`` Welch interval over seeds; a one-sample interval when the worse row is a published number),
-    ``resolvable`` (the interval's half-width: the smallest difference these seeds, with the spread they show,
-    resolve), ``n_better``/``n_worse`` (seeds; 0 for a published number), ``verdict`` (``holds``, ``reversed``,
-    ``not resolved at <n> seeds``, ``not run``, ``no such split`` — a split the dataset does not define, such as
-    CV on MSR Action3D — or blank), ``delta_vs_paper`` (ours_diff − paper_diff, only on the paper's dataset),
-    ``note`` (why a field is blank) and ``claim`` (the paper's sentence).
-
-    On data other than the paper's, a claim against a published number (Tables 1–2) has no ours_diff and no verdict:
-    the published number is on another dataset. ``attrs['delta_note']`` says why delta_vs_paper is blank. Where that
-    dataset has published results of its own (``DATASET_PUBLISHED``, e.g. MSR Action3D), the same claim — our final
-    model ahead of published methods — is tested against each of them, one row per result (no paper_diff).
-    """
-    tbl, runs = table_runs(table, results, dataset, scale)
-    values = column_values(tbl, runs)
-    note = delta_note(tbl, runs)
-    datasets = set(runs["dataset"].dropna())
-    ds = next(iter(datasets)) if len(datasets) == 1 else None  # table_runs allows one (dataset, scale) at most
-    out = []
-    for c in tbl.claims:
-        better, worse = tbl.row(c.better), tbl.row(c.worse)
-        published = not worse.runnable
-        for col in c.columns:
-            paper_diff = round(better.paper[col] - worse.paper[col], 6)
-            a = row_values(values, col, better.slug)
-            b: Any = worse.paper[col] if published else row_values(values, col, worse.slug)
-            rec = {k: math.nan for k in CLAIM_COLUMNS}
-            rec.update(better=better.label, worse=worse.label, column=col, paper_diff=paper_diff, n_better=len(a),
-                       n_worse=0 if published else len(b), verdict="", note="", claim=c.quote)
-            if not a or (not published and not b):
-                missing = [r.label for r, v in ((better, a), (worse, b)) if r.runnable and not v]
-                rec.update(verdict=NOT_RUN, note=f"no result for {' and '.join(missing)} on {col}")
-                if ds in DATASET_SPLITS and canonical_split(col) not in DATASET_SPLITS[ds]:
-                    rec.update(verdict=NO_SUCH_SPLIT, note=f"{ds} defines no {col} split (its splits: "
-                               f"{', '.join(ex.split_label(s) for s in DATASET_SPLITS[ds])})")
-            elif published and note:
-                rec.update(note=f"{worse.label} is a published number on {tbl.paper_dataset}; our runs are on "
-                                f"{', '.join(sorted(datasets)) or 'an unnamed dataset'}: "
-                                "no comparison")
-            else:
-                w = welch_interval(a, b, level)
-                rec.update(ours_diff=w["diff"], low=w["low"], high=w["high"], resolvable=w["half"],
-                           verdict=verdict(w, seeds_label(len(a), None if published else len(b))))
-                if note:
-                    rec["note"] = f"{ORDERING_ONLY}: our runs are not on the paper's {tbl.paper_dataset}"
-                else:
-                    rec["delta_vs_paper"] = w["diff"] - paper_diff
-            out.append(rec)
-    out += _against_dataset_published(tbl, values, ds, level) if note else []
-    frame = pd.DataFrame(out, columns=CLAIM_COLUMNS)
-    frame.attrs.update(table=tbl.name, level=level, delta_note=note)
+                       epochs=",".join(map(str, ep)), warnings=warnings, notes=notes, delta_note=note,
+                       folds={c: f for c, f in folds.items() if f})
     return frame
 
 
 def dataset_references(tbl: ex.Table, ds: str | None) -> dict[str, dict[str, float]]:
     """``{column: {method: top-1 %}}``: the published results on the dataset ``ds`` itself that ``tbl``'s final model
-    is compared with (``DATASET_PUBLISHED``), for a table whose claims are all against published numbers (Table 1)
-    and whose columns are splits; empty for any other table or dataset. The claims table tests them, the accuracy
-    figure draws them."""
+    is compared with (``DATASET_PUBLISHED``; a number that is the mean over folds under the k-fold column), for a
+    table whose claims are all against published numbers (Table 1) and whose columns are splits; empty for any other
+    table or dataset. The claims table tests them, the accuracy figure draws them."""
     published = DATASET_PUBLISHED.get(ds or "", {})
     if not (published and tbl.metric_by_split and against_published(tbl)):
         return {}
-    return {ex.split_label(split): dict(refs) for split, refs in published.items()}
-
-
-def _against_dataset_published(tbl: ex.Table, values: dict[str, pd.DataFrame], ds: str | None,
-                               level: float) -> list[dict[str, Any]]:
-    """Claim rows of ``tbl``'s model against the published results on ``ds`` itself (``dataset_references``)."""
-    references = dataset_references(tbl, ds)
-    if not references:
-        return []
-    ours = tbl.row(tbl.claims[0].better)
-    out = []
-    for col, refs in references.items():
-        a = row_values(values, col, ours.slug)
-        for label, ref in refs.items():
-            rec = {k: math.nan for k in CLAIM_COLUMNS}
-            rec.update(better=ours.label, worse=label, column=col, n_better=len(a), n_worse=0,
-                       note=f"{label} is a published number on {ds}", verdict="",
-                       claim=f"the paper's model ahead of published methods, against a published result on {ds}")
-            if not a:
-                rec.update(verdict=NOT_RUN, note=f"no result for {ours.label} on {col}")
-            else:
-                w = welch_interval(a, ref, level)
-                rec.update(ours_diff=w["diff"], low=w["low"], high=w["high"], resolvable=w["half"],
-                           verdict=verdict(w, seeds_label(len(a), None)))
-            out.append(rec)
-    return out
+    return {col: dict(refs) for col, refs in published.items()}
 
 
 def seed_resolution(table: str | int | ex.Table, results: str | Path | pd.DataFrame = "results", *,
@@ -209,19 +155,28 @@ def seed_resolution(table: str | int | ex.Table, results: str | Path | pd.DataFr
     of freedom, ``rows`` such rows); ``seeds``: the smallest number of seeds among the rows run; ``resolvable``: the
     smallest difference that a row of ``seeds`` seeds resolves at ``level`` against ``against`` (another row of as
     many seeds in Tables 3–6, a published number in Tables 1–2) — see ``slnl.report.stats.resolvable_difference``.
-    A claim whose size is below it cannot be checked at this number of seeds."""
+    ``detectable_80``: the true difference that a two-sided t test at 1 − ``level`` detects with 80 % power at those
+    seeds and that SD (``stats.detectable_difference``); ``seeds_for_1pp``: the seeds per row a true difference of
+    one point needs for that power (``stats.seeds_needed``). A claim whose size is below them cannot be checked at
+    this number of seeds."""
     tbl, runs = table_runs(table, results, dataset, scale)
     values = column_values(tbl, runs)
     published = against_published(tbl)
+    alpha = 1.0 - level
     recs = []
     for col in values:
         groups = [g for g in (row_values(values, col, r.slug) for r in tbl.rows if r.runnable) if g]
         sd, df = pooled_sd(groups)
         n = min((len(g) for g in groups), default=0)
-        res = resolvable_difference(sd, df, n, None if published else n, level) if n else math.nan
+        other = None if published else n
+        res = resolvable_difference(sd, df, n, other, level) if n else math.nan
+        det = detectable_difference(sd, n, other, alpha, POWER) if n else math.nan
+        need = seeds_needed(ONE_POINT, sd, alpha, POWER, one_sample=published) if n else math.nan
         recs.append({"column": col, "pooled_sd": sd, "df": df, "rows": sum(len(g) >= 2 for g in groups),
-                     "seeds": n, "against": "published number" if published else "another row", "resolvable": res})
-    frame = pd.DataFrame(recs, columns=["column", "pooled_sd", "df", "rows", "seeds", "against", "resolvable"])
+                     "seeds": n, "against": "published number" if published else "another row", "resolvable": res,
+                     "detectable_80": det, "seeds_for_1pp": need})
+    frame = pd.DataFrame(recs, columns=["column", "pooled_sd", "df", "rows", "seeds", "against", "resolvable",
+                                        "detectable_80", "seeds_for_1pp"])
     frame = frame.set_index("column")
     frame.attrs.update(table=tbl.name, level=level)
     return frame
