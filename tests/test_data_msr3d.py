@@ -126,6 +126,21 @@ def test_splits_mat_given_elsewhere_or_next_to_the_raw_files(tmp_path):
     assert first == {"xsub": True, "xsub-val": True, "lie1": True, "lie2": False}
 
 
+def test_splits_mat_from_the_command_line(tmp_path, capsys):
+    raw = _tiny_raw(tmp_path)
+    mat = tmp_path / "elsewhere.mat"
+    savemat(mat, {"tr_subjects": RELEASE, "te_subjects": RELEASE_TE})
+    rc = prepare.main(["msr3d", "--raw", str(raw), "--out", str(tmp_path / "st"), "--splits-mat", str(mat),
+                       "--workers", "1", "--no-progress"])
+    st = Store(tmp_path / "st")
+    assert rc == 0 and st.meta["provenance"]["options"]["splits_mat"] == str(mat)
+    assert [s for s in st.meta["splits"] if s.startswith("lie")] == list(msr3d.LIE_SPLITS)
+    rc = prepare.main(["msr3d", "--raw", str(raw), "--out", str(tmp_path / "st2"), "--splits-mat",
+                       str(tmp_path / "absent.mat")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and "--splits-mat" in err[0] and "absent.mat: not found" in err[0]
+
+
 MAT_BAD = [
     ("missing_field", {"tr_subjects": RELEASE}, "te_subjects", ["a field 'te_subjects'", "fields: tr_subjects"]),
     ("cell_array", {"tr_subjects": np.array([[1, "a"]], dtype=object), "te_subjects": RELEASE_TE}, "tr_subjects",

@@ -38,7 +38,7 @@ FORMATS: dict[str, Format] = {
                      functools.partial(ntu.plan, "ntu120"), ("missing_list", "max_frames")),
     "kinetics": Format("ST-GCN's Kinetics-skeleton folder (kinetics_train/, kinetics_val/, label files)",
                        kinetics.plan, ("label_names", "max_frames")),
-    "msr3d": Format("a directory of MSR Action3D aXX_sYY_eZZ_skeleton3D.txt files", msr3d.plan, ("used_list",)),
+    "msr3d": Format("a directory of MSR Action3D aXX_sYY_eZZ_skeleton3D.txt files", msr3d.plan, ("used_list", "splits_mat")),
     "nwucla": Format("NW-UCLA's all_sqe/ folder of aAA_sSS_eEE_vVV.json clips", nwucla.plan),
     "sbu": Format("SBU Kinect Interaction (clean): <set>/<class>/<sequence>/skeleton_pos.txt", sbu.plan),
     "ctrgcn": Format("CTR-GCN's NTU60_CS.npz / NTU60_CV.npz / NTU120_CSub.npz / NTU120_CSet.npz", ctrgcn.plan,
@@ -108,6 +108,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--label-names", help="Kinetics: label_name.txt (line k+1 = class k); default: RAW/label_name.txt")
     ap.add_argument("--used-list", help="MSR Action3D: list of sequences to use; default: "
                                         "RAW/files_used_in_cvpr12_paper.txt")
+    ap.add_argument("--splits-mat", help="MSR Action3D: the Lie group release's tr_te_splits.mat (its ten subject "
+                                         "splits become lie1 ... lie10); default: RAW/tr_te_splits.mat when there")
     ap.add_argument("--max-frames", type=int, help="frames kept per clip (NTU/Kinetics default 300)")
     ap.add_argument("--split", help="CTR-GCN: the protocol of the file (xsub, xview, xset; CS, CV, CSub, CSet); "
                                     "default from the file name")
@@ -150,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
                             "progress": not a.no_progress}
     if a.workers:
         opts["workers"] = a.workers
-    for k in ("missing_list", "label_names", "used_list", "max_frames", "split", "num_classes", "per_class", "seed"):
+    for k in ("missing_list", "label_names", "used_list", "splits_mat", "max_frames", "split", "num_classes", "per_class", "seed"):
         v = getattr(a, k)
         if v is not None:
             opts[k] = v

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from slnl import experiments as ex
-from slnl.data import sbu
+from slnl.data import msr3d, sbu
 from slnl.engine.checkpoint import FILE as FINAL_CHECKPOINT  # the model of the final epoch: the one the paper reports
 # Column names of a run's metrics.csv, defined where it is written. The paper has no validation split: the per-epoch
 # evaluation is on the test subset.
@@ -38,6 +38,10 @@ BN_HEADLINE = {"running": "running", "recompute": "recomputed"}  # bn_stats -> t
 # folds. Datasets whose folds are known (a seed missing one of them is incomplete); elsewhere the folds found.
 FOLD_SPLIT = re.compile(r"fold(\d+)")
 DATASET_FOLDS: dict[str, tuple[str, ...]] = {"sbu": tuple(s for s in sbu.SPLITS if FOLD_SPLIT.fullmatch(s))}
+# Repeated random splits of one protocol (MSR Action3D: the ten subject splits of the Lie group release's
+# tr_te_splits.mat, lie1 ... lie10): one column whose replicates are the (split, seed) results, so its interval is
+# over splits — what a number published as the mean over those splits is compared with.
+DATASET_REPEATS: dict[str, tuple[str, ...]] = {"msr3d": msr3d.LIE_SPLITS}
 
 
 def read_result(path: str | Path) -> dict[str, Any]:
@@ -158,6 +162,19 @@ def fold_label(folds: tuple[str, ...]) -> str:
     return f"{len(folds)}-fold"
 
 
+def repeats_of(runs: pd.DataFrame) -> tuple[str, ...]:
+    """The repeated splits of the runs' dataset (``DATASET_REPEATS``, all of them) when the runs are of one such
+    dataset and any is among their splits; empty otherwise."""
+    datasets = set(runs["dataset"].dropna()) if len(runs) else set()
+    known = DATASET_REPEATS.get(next(iter(datasets)), ()) if len(datasets) == 1 else ()
+    return known if set(known) & set(runs["split"]) else ()
+
+
+def repeats_label(splits: tuple[str, ...]) -> str:
+    """The column of repeated splits: ``"lie1-lie10"``."""
+    return f"{splits[0]}-{splits[-1]}"
+
+
 def fold_means(runs: pd.DataFrame, folds: tuple[str, ...], metric: str = "top1") -> pd.DataFrame:
     """DataFrame(row, seed, value, <fold>...): per (row, seed) that has every fold, the mean of ``metric`` over the
     folds (the dataset's number) and each fold's value. A (row, seed) missing a fold is left out; ``attrs
@@ -181,17 +198,25 @@ def column_values(tbl: ex.Table, runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """column -> DataFrame(row, seed, value) of our runs for that column of the table.
 
     The folds of a k-fold dataset (``folds_of``) are one column, ``fold_label`` ("5-fold"), whose value per seed
-    is the mean over the folds and whose frame also holds each fold's value (``fold_means``)."""
+    is the mean over the folds and whose frame also holds each fold's value (``fold_means``). Repeated splits
+    (``repeats_of``: MSR Action3D's lie1 ... lie10) are one column, ``repeats_label`` ("lie1-lie10"), with one
+    value per (split, seed) — its seed column reads ``"lie3/0"`` — so statistics over it are over splits."""
     out: dict[str, pd.DataFrame] = {}
     folds = folds_of(runs)
+    repeats = repeats_of(runs)
     if tbl.metric_by_split:
-        splits = list(tbl.columns) + sorted(set(runs["split"]) - set(tbl.columns) - set(folds))
+        splits = list(tbl.columns) + sorted(set(runs["split"]) - set(tbl.columns) - set(folds) - set(repeats))
         for s in splits:
             sub = runs[runs["split"] == s]
             if s in tbl.columns or len(sub):
                 out[s] = sub[["row", "seed"]].assign(value=sub["top1"].values)
         if folds:
             out[fold_label(folds)] = fold_means(runs, folds)
+        if repeats:  # every (split, seed) a replicate: the column's "seed" names both
+            sub = runs[runs["split"].isin(repeats)]
+            out[repeats_label(repeats)] = pd.DataFrame({
+                "row": sub["row"].values, "seed": [f"{a}/{b}" for a, b in zip(sub["split"], sub["seed"])],
+                "value": sub["top1"].astype(float).values})
     elif folds and set(runs["split"]) <= set(folds):  # top-1 / top-5 of a k-fold dataset: each the mean over folds
         for col in ("top1", "top5"):
             out[col] = fold_means(runs, folds, col)
