@@ -155,110 +155,11 @@ def test_table_splits_are_the_papers_that_the_store_has(synthetic_store):
 # --------------------------------------------------------------------------------------------------------------------
 # run_table on the built-in synthetic set (one optimiser step)
 # --------------------------------------------------------------------------------------------------------------------
-def test_run_table_writes_skips_and_reuses(tmp_path, monkeypatch):
-    kw = _tiny(tmp_path)
-    (tmp_path / "protocol.md").write_text("# declared before the runs\n")  # recorded in every result (not committed)
-    (rec,) = study.run_table("table3", "cs-t", **kw)
-    assert rec["protocol"] == {"path": str(tmp_path / "protocol.md"), "commit": None}
-    path = tmp_path / "table3" / "cs-t__CS__seed0.json"
-    saved = json.loads(path.read_text())
-    assert saved == json.loads(json.dumps(rec))
-    for k in ("table", "row", "split", "seed", "top1", "top5", "settings", "run_dir", "dataset", "scale", "recipe",
-              "epochs", "trained_as", "store_fingerprint", "fit_config"):
-        assert k in saved, k
-    assert (saved["table"], saved["row"], saved["split"], saved["seed"], saved["epochs"], saved["recipe"]) == (
-        "table3", "cs-t", "CS", 0, 1, "cpu")
-    result = json.loads((resolve_path(saved["run_dir"]) / "result.json").read_text())
-    assert (saved["top1"], saved["top5"]) == (result["top1"], result["top5"])
-    assert saved["by_bn_stats"] == result["by_bn_stats"] and saved["torch"] == torch.__version__
-    # the run's metrics are copied beside the result file (committed with it: figures regenerate from the repository)
-    assert resolve_path(saved["metrics_csv"]) == path.with_suffix(".metrics.csv")
-    assert path.with_suffix(".metrics.csv").read_text() == (resolve_path(saved["run_dir"]) / "metrics.csv").read_text()
-    assert result["config"]["model"]["transform"] == "CS-T" and result["config"]["loss"] == "CE"
-
-    # A finished row is skipped without training; Table 4's CE is the same model and reuses that run.
-    _no_training(monkeypatch, "fit() must not be called")
-    assert study.run_table("table3", "cs-t", **kw)[0]["top1"] == saved["top1"]
-    monkeypatch.setenv("SLNL_HOME", str(tmp_path))  # a result file inside home() is recorded relative to it
-    (ce,) = study.run_table("table4", "ce", _options(kw), log=lambda *_: None)  # options as an Options
-    assert ce["reused_from"] == "table3/cs-t__CS__seed0.json" and resolve_path(ce["reused_from"]) == path and ce["top1"] == saved["top1"] and ce["run_dir"] == saved["run_dir"]
-    assert (tmp_path / "table4" / "ce__CS__seed0.json").is_file()
-    # The same file asked with another configuration is an error, not a silent skip.
-    with pytest.raises(ValueError, match="epochs: file has 1, asked 2"):
-        study.run_table("table3", "cs-t", **dict(kw, epochs=2))
-    with pytest.raises(ValueError, match="split 'CSet' is not in the store"):
-        study.run_table("table3", "cs-t", **dict(kw, split="CSet"))
-    with pytest.raises(TypeError, match="not both"):
-        study.run_table("table3", "cs-t", study.Options(), epochs=1)
-    assert not list((tmp_path / "runs" / ".locks").iterdir())  # every lock was given back and removed
-
-
-def test_a_result_is_reused_only_under_the_recipe_and_architecture_it_was_trained_with(tmp_path, monkeypatch):
-    """A row's spec names the recipe and the model preset; their numbers (rate, decay, evaluation batch, the preset's
-    layers) live in slnl.recipes and slnl.models. A result file records them (``trained_as``), so that a result
-    trained before either was changed is refused by name — not skipped as finished, not reused for another table's
-    row, not counted finished by a sweep — rather than reported as the configuration trained now."""
-    kw = _tiny(tmp_path)
-    (rec,) = study.run_table("table3", "cs-t", **kw)
-    result = json.loads((resolve_path(rec["run_dir"]) / "result.json").read_text())
-    ran, built = result["config"], result["model_config"]
-    for k in ("lr", "lr_decay", "weight_decay", "batch_size", "eval_batch_size", "bn_stats", "seed"):
-        assert rec["trained_as"][k] == ran[k], k  # what the run itself resolved
-    assert rec["trained_as"]["architecture"] == {k: v for k, v in built.items() if k not in STORE_SHAPED}
-    assert rec["trained_as"] == json.loads(json.dumps(rec["trained_as"]))  # stored as it is compared
-
-    _no_training(monkeypatch)
-    assert study.run_table("table3", "cs-t", **kw)[0]["top1"] == rec["top1"]  # unchanged code: skipped
-    path = tmp_path / "table3" / "cs-t__CS__seed0.json"
-    opts = _options(kw)
-    ledger = study.Ledger(tmp_path, *study.store_of(opts))
-    (ce,) = study.plan("table4", "ce", opts)
-    assert ledger.equivalent(ce)["_path"] == str(path)
-
-    cpu = recipes.RECIPES["cpu"]
-    decay = cpu.lr_decay
-    monkeypatch.setitem(recipes.RECIPES, "cpu", dataclasses.replace(cpu, lr_decay=decay / 2))
-    msg = re.escape(f"{path} holds a result of a different configuration (trained_as.lr_decay: file has {decay!r}, "
-                    f"asked {decay / 2!r})")
-    with pytest.raises(ValueError, match="^" + msg):
-        study.run_table("table3", "cs-t", **kw)
-    (ce,) = study.plan("table4", "ce", opts)
-    assert ledger.equivalent(ce) is None  # nor taken for another table's row
-    with pytest.raises(ValueError, match=r"trained_as\.lr_decay"):
-        ledger.check(json.loads(path.read_text()), path, study.plan("table3", "cs-t", opts)[0])
-    params = {k: v for k, v in kw.items() if k != "log"}
-    with pytest.raises(ValueError, match=r"trained_as\.lr_decay"):  # a sweep refuses before it runs anything
-        sweep.row_tasks([(ex.table("table3"), ex.rows("table3", "cs-t"))], params, tmp_path)
-    monkeypatch.setitem(recipes.RECIPES, "cpu", dataclasses.replace(cpu, eval_batch_size=7))
-    with pytest.raises(ValueError, match=r"trained_as\.eval_batch_size: file has 16, asked 7"):
-        study.run_table("table3", "cs-t", **kw)
-    monkeypatch.setitem(recipes.RECIPES, "cpu", cpu)
-
-    joints = PRESETS["cpu"].new_joints
-    monkeypatch.setitem(PRESETS, "cpu", dataclasses.replace(PRESETS["cpu"], new_joints=joints + 1))
-    arch = rf"trained_as\.architecture\.new_joints: file has {joints}, asked {joints + 1}"
-    with pytest.raises(ValueError, match=arch):
-        study.run_table("table3", "cs-t", **kw)
-    assert ledger.equivalent(study.plan("table4", "ce", opts)[0]) is None
-
-
+# The committed studies
 # --------------------------------------------------------------------------------------------------------------------
-# The committed MSR Action3D studies
-# --------------------------------------------------------------------------------------------------------------------
-# (folder, scale, finished). A finished study holds STUDY_FILES result files (Tables 1 and 3-6, every runnable row,
-# seeds 0-4, and Table 2's row reused from Table 1); a study being trained is committed as its rows finish, so it may
-# hold fewer.
-STUDY_FILES = 150
-COMMITTED_STUDIES = (("results/msr3d", "small", True), ("results/msr3d-long", "small-long", True))
-# These two studies were trained under the earlier protocol (their protocol.md says so): headline evaluation with
-# recomputed BN statistics, and a skeleton transformer of N' = 16 new joints. Everything else a row resolves to must
-# be what the code trains now.
-EARLIER_PROTOCOL = {"bn_stats": "recompute", "architecture": {"new_joints": 16}}
-
-
-def _under_earlier_protocol(trained_as: dict) -> dict:
-    return {**trained_as, "bn_stats": EARLIER_PROTOCOL["bn_stats"],
-            "architecture": {**trained_as["architecture"], **EARLIER_PROTOCOL["architecture"]}}
+# results/<dataset>: each study trains with the recipe selected for its dataset (scale "study"); it is committed as
+# its rows finish, so a study being trained holds fewer files than its protocol plans.
+COMMITTED_STUDIES = ("msr3d", "nwucla", "sbu")
 
 
 def test_a_result_written_before_the_identity_named_its_arithmetic_takes_it_from_its_device_block():
@@ -269,41 +170,51 @@ def test_a_result_written_before_the_identity_named_its_arithmetic_takes_it_from
     assert recorded_trained_as({"trained_as": {"precision": "auto"}}) == {"precision": "auto"}  # no device: as is
 
 
-@pytest.mark.parametrize("folder,scale,finished", COMMITTED_STUDIES)
-def test_the_committed_study_is_what_the_code_trains_now(folder, scale, finished):
-    """Every result file of a committed MSR Action3D study names the recipe and architecture it was trained with, and
-    they are what its row's spec trains at its scale under the code as it is (with the earlier protocol's two
-    settings, ``EARLIER_PROTOCOL``): a change to RECIPES["small"],
-    PRESETS["small"] or the scale (or to anything else a row resolves to) must come with the study trained again."""
-    files = sorted(REPO.glob(f"{folder}/table*/*__*__seed*.json"))
-    assert len(files) == STUDY_FILES if finished else len(files) <= STUDY_FILES
+def _committed(dataset: str) -> list[Path]:
+    return sorted(REPO.glob(f"results/{dataset}/table*/*__*__seed*.json"))
+
+
+def test_the_committed_studies_hold_results():
+    assert any(_committed(d) for d in COMMITTED_STUDIES), "no committed study result under results/<dataset>"
+
+
+@pytest.mark.parametrize("dataset", COMMITTED_STUDIES)
+def test_the_committed_study_is_what_the_code_trains_now(dataset):
+    """Every result file of a committed study names the recipe and architecture it was trained with, and they are
+    what its row's spec trains under the study's recipe with the code as it is; it was trained after its protocol
+    was committed, and records that commit. A change to the dataset's recipe, a preset or anything else a row
+    resolves to must come with the study trained again."""
+    files = _committed(dataset)
+    if not files:
+        pytest.skip(f"results/{dataset}: no result yet")
     for f in files:
         rec = json.loads(f.read_text())
-        assert "trained_as" in rec and rec["scale"] == scale and rec["dataset"] == "msr3d", f
+        assert "trained_as" in rec and rec["scale"] == "study" and rec["dataset"] == dataset, f
         s = study.spec(rec["table"], rec["row"], rec["split"], rec["seed"],
                        study.Options(dataset=rec["dataset"], scale=rec["scale"]), Path(rec["data_root"]))
-        now = _under_earlier_protocol(s.trained_as)
-        assert now == recorded_trained_as(rec), (
+        assert s.trained_as == recorded_trained_as(rec), (
             f"{f}: trained under another recipe or model than its row trains now, "
-            f"{_differences(recorded_trained_as(rec), now)}; train the study again "
-            "(docs/msr3d-notes.md: make reproduce DATASET=msr3d ...)")
-        assert s.config.epochs == rec["epochs"] == recipes.RECIPES[scale].epochs, f
-        assert s.recipe == scale and rec["trained_as"]["preset"] == "small"
+            f"{_differences(recorded_trained_as(rec), s.trained_as)}; train the study again")
+        assert s.config.epochs == rec["epochs"] == recipes.RECIPES[dataset].epochs, f
+        assert s.recipe == dataset and rec["bn_stats"] == "running", f
+        assert rec["protocol"]["path"] == f"results/{dataset}/protocol.md" and rec["protocol"]["commit"], f
 
 
-@pytest.mark.parametrize("folder,scale", [(f, s) for f, s, finished in COMMITTED_STUDIES if finished])
-def test_the_committed_study_tables_are_what_the_report_writes_from_its_results(folder, scale, tmp_path):
-    """A finished study's committed tables (tableN.md, .csv, _claims.csv) and its claims.md are exactly what the
-    report writes from its committed result files now: a change to the statistics, the verdicts or the table layout
-    must come with the evidence written again (``slnl.report.build_report(folder)``, as the report notebook does)."""
-    root = REPO / folder
+@pytest.mark.parametrize("dataset", COMMITTED_STUDIES)
+def test_the_committed_study_tables_are_what_the_report_writes_from_its_results(dataset, tmp_path):
+    """A study's committed tables (tableN.md, .csv, _claims.csv) and its claims.md are exactly what the report writes
+    from its committed result files now: a change to the statistics, the verdicts or the table layout must come with
+    the evidence written again (``slnl.report.build_report(folder)``, as the report notebook does)."""
+    root = REPO / "results" / dataset
+    if not _committed(dataset):
+        pytest.skip(f"results/{dataset}: no result yet")
     claims = []
     for t in ex.TABLES.values():
-        written = write_table(t.name, root, out_dir=tmp_path, dataset="msr3d", scale=scale)
+        written = write_table(t.name, root, out_dir=tmp_path, dataset=dataset, scale="study")
         claims.append(written["claims"])
         for p in written["paths"].values():
-            assert p.read_text() == (root / "tables" / p.name).read_text(), f"{folder}/tables/{p.name} is stale"
-    assert (root / "tables" / "claims.md").read_text().endswith(claims_summary(claims)), f"{folder}: claims.md"
+            assert p.read_text() == (root / "tables" / p.name).read_text(), f"results/{dataset}/tables/{p.name} is stale"
+    assert (root / "tables" / "claims.md").read_text().endswith(claims_summary(claims)), f"{dataset}: claims.md"
 
 
 # --------------------------------------------------------------------------------------------------------------------
