@@ -21,7 +21,9 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # this checkout's slnl, also when slnl is not installed
 
-from slnl.notebook_params import parameter_names  # noqa: E402 - needs the path above
+from slnl.data.store import DATASETS  # noqa: E402 - needs the path above
+from slnl.notebook_params import parameter_names  # noqa: E402
+from slnl.recipes import SCALES  # noqa: E402
 
 # ipykernel's own kernel: the name papermill uses by default and every environment with ipykernel provides.
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
@@ -40,12 +42,12 @@ TABLE_INTRO = {
        "blocks. `-p M1 3` runs exactly the SLnL (M1=3, M2=3) row.",
 }
 
-PARAMS = '''\
+PARAMS = f'''\
 rows = None  # None: every runnable row of the table; or slugs, e.g. "cs-t,c-t" (see slnl.experiments.table)
-dataset = "synthetic"  # synthetic | ntu60 | ntu120 | kinetics | msr3d | npz
+dataset = "synthetic"  # {" | ".join(DATASETS)}
 data_root = None  # prepared store directory (`slnl prepare ...`); None + synthetic: built-in set, made on first use
 split = None  # None: the dataset's splits that the paper reports ("CS,CV" on NTU-format data); or e.g. "CS"
-scale = "cpu"  # cpu (small model, few epochs) | small (small real data, e.g. MSR Action3D) | paper (§4.1)
+scale = "cpu"  # {" | ".join(SCALES)} (slnl.recipes: study = the recipe selected for the dataset)
 epochs = None  # None: the scale's default
 batch_size = None  # None: the scale's default
 seeds = "0"  # "0" or "0,1,2" (several seeds give the report a seed-to-seed spread)
