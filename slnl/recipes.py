@@ -107,6 +107,12 @@ RECIPES: dict[str, Recipe] = {
         _SMALL, name="msr3d", epochs=200, lr_decay=0.975, model_fields=(("new_joints", 20),),
         description="MSR Action3D's selected recipe: the small recipe at 200 epochs, decay x0.975, N' = 20 "
                     "(results/msr3d/selection/chosen.json)"),
+    # Selected on NW-UCLA's xview-val split (view 1 trains, view 2 validates; seeds 1000, 1001) by `slnl select
+    # nwucla`: results/nwucla/selection/chosen.json. 1,020 training clips: a shorter schedule than MSR's.
+    "nwucla": dataclasses.replace(
+        _SMALL, name="nwucla", epochs=50, lr_decay=0.9, model_fields=(("new_joints", 20),),
+        description="NW-UCLA's selected recipe: the small recipe at 50 epochs, decay x0.9, N' = 20 "
+                    "(results/nwucla/selection/chosen.json)"),
     # Selected on SBU's fold1-val split (inside fold 1's training sets: folds 3-5 train, fold 2 validates; seeds
     # 1000, 1001) by `slnl select sbu`: results/sbu/selection/chosen.json.
     "sbu": dataclasses.replace(
