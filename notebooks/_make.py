@@ -47,7 +47,7 @@ rows = None  # None: every runnable row of the table; or slugs, e.g. "cs-t,c-t" 
 dataset = "synthetic"  # {" | ".join(DATASETS)}
 data_root = None  # prepared store directory (`slnl prepare ...`); None + synthetic: built-in set, made on first use
 split = None  # None: the dataset's splits that the paper reports ("CS,CV" on NTU-format data); or e.g. "CS"
-scale = "cpu"  # {" | ".join(SCALES)} (slnl.recipes: study = the recipe selected for the dataset)
+scale = "cpu"  # {" | ".join(SCALES)} (slnl.recipes; study: the recipe selected for the dataset)
 epochs = None  # None: the scale's default
 batch_size = None  # None: the scale's default
 seeds = "0"  # "0" or "0,1,2" (several seeds give the report a seed-to-seed spread)
