@@ -11,7 +11,8 @@ export MKL_NUM_THREADS ?= 1
 DATASET   ?= synthetic
 DATA_ROOT ?=
 SCALE     ?= cpu
-SEEDS     ?= 0
+# SEEDS: empty = 0, or at SCALE=study the dataset's declared study (slnl/study/declared.py)
+SEEDS     ?=
 DEVICE    ?= auto
 # rows trained at once (on the CPU: one single-threaded process each; 2 on the 2-core CI machine)
 JOBS      ?= 2
@@ -40,7 +41,7 @@ test: $(VENV)/.installed
 
 # The notebooks run in the `python3` kernel, i.e. .venv's own interpreter (no kernel to register).
 reproduce: $(VENV)/.installed
-	$(PY) -m slnl reproduce --dataset $(DATASET) --data-root "$(DATA_ROOT)" --scale $(SCALE) --seeds $(SEEDS) --device $(DEVICE) --jobs $(JOBS) --results-dir $(RESULTS)
+	$(PY) -m slnl reproduce --dataset $(DATASET) --data-root "$(DATA_ROOT)" --scale $(SCALE) $(if $(SEEDS),--seeds $(SEEDS)) --device $(DEVICE) --jobs $(JOBS) --results-dir $(RESULTS)
 
 bench: $(VENV)/.installed
 	$(PY) -m slnl bench throughput --preset cpu --json results/bench/cpu.json

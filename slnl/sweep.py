@@ -50,6 +50,7 @@ from slnl.bench.reports import rows_of
 from slnl.bench.reproduce import render_time_to_reproduce, time_to_reproduce
 from slnl.data.store import DATASETS
 from slnl.study.cost import paper_tables
+from slnl.study.declared import STUDIES
 from slnl.notebook_params import notebook_parameters
 from slnl.notebook_run import DEFAULT_KERNEL, kernel_name, resolve_value, run_notebook
 from slnl.utils import atomic_write_json, default_results_dir, home, resolve_path
@@ -282,14 +283,21 @@ def run_sweep(plan: Plan, log: Log = print) -> int:
 # ----------------------------------------------------------------------------------------------------------------------
 # slnl reproduce
 # ----------------------------------------------------------------------------------------------------------------------
-def plan_reproduce(dataset: str = "synthetic", data_root: str | None = None, scale: str = "cpu", seeds: str = "0",
+def plan_reproduce(dataset: str = "synthetic", data_root: str | None = None, scale: str = "cpu",
+                   seeds: str | None = None,
                    device: str = "auto", kernel: str | None = None, results_dir: str | None = None,
                    split: str | None = None, epochs: int | None = None, max_steps_per_epoch: int | None = None,
                    jobs: int = 2, gpus: Sequence[str] = (), tables: Sequence[str] | None = None,
                    notebooks: str | os.PathLike | None = None, log: Log = print) -> Plan:
     """Check everything ``reproduce`` needs — tables, notebooks, kernel, the dataset's store and every table's
     splits — once, before any notebook starts, and list the tasks. Writes nothing (bar the built-in synthetic
-    store)."""
+    store). At the ``study`` scale, without ``seeds``, ``split`` or ``tables``, a dataset with a declared study
+    (``slnl.study.declared.STUDIES``) runs that plan: its steps' rows, splits and seeds in their order. Otherwise
+    ``seeds`` defaults to 0."""
+    steps = STUDIES.get(dataset) if scale == "study" and seeds is None and split is None and not tables else None
+    if steps:
+        tables = list(dict.fromkeys(s.table for s in steps))
+    seeds = "0" if seeds is None else seeds
     names = [ex.table(t).name for t in tables] if tables else list(ORDER)
     names = [t for t in ORDER if t in names]
     if split is None and scale == "cpu":
@@ -303,16 +311,26 @@ def plan_reproduce(dataset: str = "synthetic", data_root: str | None = None, sca
     store = study.resolve_store(dataset, params["data_root"])
     if params["data_root"] is None and dataset == "synthetic":
         log(f"synthetic store: {store}")
-    rows = row_tasks([(ex.table(t), ex.rows(t)) for t in names], params, nb_dir, log)
     results = Path(params["results_dir"])
     out = results / "notebooks"
-    shown = [Task(t, nb_dir / f"{t}.ipynb", out / f"{t}.ipynb", dict(params), table=t) for t in names]
+    if steps:
+        rows, shown = [], []
+        for st in steps:  # the declared order; a table's notebook shows its first step (the others are finished)
+            p = dict(params, split=",".join(st.splits), seeds=",".join(map(str, st.seeds)))
+            rows += row_tasks([(ex.table(st.table), ex.rows(st.table, st.rows and list(st.rows)))], p, nb_dir, log)
+            if st.table not in [t.table for t in shown]:
+                p["rows"] = ",".join(st.rows) if st.rows else None
+                shown.append(Task(st.table, nb_dir / f"{st.table}.ipynb", out / f"{st.table}.ipynb", p,
+                                  table=st.table))
+    else:
+        rows = row_tasks([(ex.table(t), ex.rows(t)) for t in names], params, nb_dir, log)
+        shown = [Task(t, nb_dir / f"{t}.ipynb", out / f"{t}.ipynb", dict(params), table=t) for t in names]
     after = [Task(n, nb_dir / f"{n}.ipynb", out / f"{n}.ipynb", {"results_dir": str(results)})
              for n in ("fig4", "report")]
     return Plan(rows, shown, after, where, kern, results, names)
 
 
-def reproduce(dataset: str = "synthetic", data_root: str | None = None, scale: str = "cpu", seeds: str = "0",
+def reproduce(dataset: str = "synthetic", data_root: str | None = None, scale: str = "cpu", seeds: str | None = None,
               device: str = "auto", kernel: str | None = None, results_dir: str | None = None,
               split: str | None = None, epochs: int | None = None, max_steps_per_epoch: int | None = None,
               jobs: int = 2, gpus: Sequence[str] = (), tables: Sequence[str] | None = None,
@@ -394,7 +412,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.add_argument("--estimate", metavar="BENCH_JSON", default=None,
                         help="print the hours of training the paper's tables take at the rate measured in this "
                              "`slnl bench` file (runs × epochs × clips ÷ rate at §4.1's recipes), and exit")
-        ap.add_argument("--seeds", default="0", help="e.g. 0 or 0,1,2")
+        ap.add_argument("--seeds", default=None, help="e.g. 0 or 0,1,2 (default 0; at --scale study, a dataset's "
+                        "declared study: its own rows, splits and seeds)")
         ap.add_argument("--device", default="auto")
         ap.add_argument("--results-dir", default=None,
                         help="where result files, tables and figures go (default: results/<dataset>)")
