@@ -1,4 +1,4 @@
-"""``slnl`` command line: ``prepare | train | eval | predict | bench | sweep | reproduce | select``.
+"""``slnl`` command line: ``prepare | train | eval | predict | export | bench | sweep | reproduce | select``.
 
 Dispatch only: each sub-command's parser and logic live beside the code they drive, so that the CLI, the Python API
 and the notebooks share one implementation.
@@ -15,6 +15,7 @@ COMMANDS = {
     "train": ("slnl.engine.cli", "Train one configuration into a run directory"),
     "eval": ("slnl.engine.cli", "Evaluate a run (its directory or checkpoint file): top-1, top-5, per class"),
     "predict": ("slnl.engine.cli", "Class probabilities of clips (a store's, or an .npy/.npz file) under a run"),
+    "export": ("slnl.engine.cli", "Write a run's final model alone (for eval, predict, sharing)"),
     "bench": ("slnl.bench.cli", "Throughput, memory, FLOPs and MFU of the training step; device check"),
     "sweep": ("slnl.sweep", "Run a paper table's rows as papermill executions"),
     "reproduce": ("slnl.sweep", "Run every table notebook and the report (make reproduce)"),

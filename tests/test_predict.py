@@ -111,6 +111,30 @@ def test_class_names_without_the_run_directory(trained, tmp_path):
         "class 0", "class 1", "class 2", "class 3"]
 
 
+def test_slnl_export_writes_the_model_alone_and_it_scores_as_the_run(trained, tmp_path, capsys, monkeypatch):
+    """`slnl export RUN OUT`: the final model, its configuration (paths relative to the working directory) and class
+    names, without the optimiser's or RNG state; it loads with weights_only, carries its class names away from run
+    and store, and evaluates and predicts exactly as the run does."""
+    from slnl.engine import checkpoint as ckpt
+
+    store, run = trained
+    monkeypatch.setenv("SLNL_HOME", str(store.parent))  # the store and the run lie inside it: relative paths
+    assert main(["export", str(run), str(tmp_path / "model.pt")]) == 0
+    assert "model.pt: the model of" in capsys.readouterr().out
+    state = ckpt.load(tmp_path / "model.pt")
+    assert set(state) == {*ckpt.MODEL_KEYS, "class_names"} - {"scaler"} and "optimizer" not in state
+    assert (tmp_path / "model.pt").stat().st_size < 0.5 * (run / "last.pt").stat().st_size
+    full = ckpt.load(run / "last.pt")
+    assert all(torch.equal(state["model"][k], v) for k, v in full["model"].items())
+    assert (state["config"]["data"], state["config"]["out"]) == (store.name, run.name)
+    model = slnl.load_model(tmp_path / "model.pt")
+    assert model.class_names == ["class0", "class1", "class2", "class3"]
+    _, _, clips, _ = _store_clips(store)
+    np.testing.assert_array_equal(slnl.predict(model, clips).probs, slnl.predict(slnl.load_model(run), clips).probs)
+    again, orig = evaluate(tmp_path / "model.pt"), evaluate(run)
+    assert (again["top1"], again["top5"], again["confusion"]) == (orig["top1"], orig["top5"], orig["confusion"])
+
+
 @pytest.mark.parametrize("preset", ["small", "cpu", "ntu", "kinetics"])
 def test_build_needs_no_dataset_shape_and_predicts(preset):
     """`slnl.build(preset)` alone gives a working model (the preset's NTU / Kinetics shape); predict names its

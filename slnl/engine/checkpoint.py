@@ -137,6 +137,23 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
     return state
 
 
+# What a model file keeps of a checkpoint: enough to evaluate and predict (slnl eval / predict, slnl.load_model),
+# not to resume training (no optimiser, RNG or history: a third of last.pt's size).
+MODEL_KEYS = ("format", "model", "config", "epoch", "global_step", "world_size", "git_commit")
+
+
+def export_model(state: dict[str, Any], path: str | os.PathLike, class_names: list[str] | None = None,
+                 **config_changes: Any) -> None:
+    """Write the model of a checkpoint ``state`` alone (``MODEL_KEYS``, ``class_names`` when given) to ``path``,
+    atomically, in the checkpoint format (it loads as one, with ``weights_only=True``). ``config_changes``: fields of
+    the stored configuration to rewrite, e.g. paths made relative for a file that is committed."""
+    out = {k: state[k] for k in MODEL_KEYS if k in state}
+    out["config"] = {**state["config"], **config_changes}
+    if class_names is not None:
+        out["class_names"] = [str(n) for n in class_names]
+    save(out, path)
+
+
 def load_weights(model: nn.Module, state: dict[str, Any], path: str | os.PathLike) -> None:
     """``model.load_state_dict(state["model"])``, strict; weights of another model version (missing or unexpected
     parameters, other shapes) are one ``CheckpointError`` line naming the file and what to do."""

@@ -1,5 +1,5 @@
-"""``slnl train``, ``slnl eval`` and ``slnl predict`` (``slnl.cli`` dispatches here with ``argv[0]`` in {"train",
-"eval", "predict"}).
+"""``slnl train``, ``slnl eval``, ``slnl predict`` and ``slnl export`` (``slnl.cli`` dispatches here with ``argv[0]`` in
+{"train", "eval", "predict", "export"}).
 
 Precedence of settings for ``slnl train``, later wins: the recipe ``--preset`` (``slnl.recipes``: its protocol, and
 the paper's adopted m and M1 on the split) < ``--config FILE.yaml`` (or, with ``--resume`` and no ``--config``, the
@@ -309,6 +309,34 @@ def predict_parser() -> argparse.ArgumentParser:
     return p
 
 
+def export_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="slnl export", description="Write a run's final model alone (no optimiser or RNG state: about a third "
+        "of last.pt), with its configuration and class names: a file slnl eval, slnl predict and slnl.load_model take, "
+        "small enough to share or commit. Paths in its configuration are written relative to the working directory.",
+        epilog="example:\n  slnl export runs/try runs/try-model.pt", formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run", metavar="RUN", help="run directory (its last.pt) or checkpoint file")
+    p.add_argument("out", metavar="OUT", help="the model file to write (.pt)")
+    return p
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from slnl.engine import checkpoint as ckpt
+    from slnl.engine.evaluation import checkpoint_file
+    from slnl.engine.predict import load_model
+    from slnl.utils import portable
+
+    src = checkpoint_file(args.run)
+    model = load_model(src)
+    state = ckpt.load(src)
+    cfg = state["config"]
+    paths = {k: portable(resolve_path(cfg[k])) for k in ("data", "out") if cfg.get(k)}
+    out = resolve_path(args.out)
+    ckpt.export_model(state, out, class_names=model.class_names, **paths)
+    print(f"{out}: the model of {src} (epoch {state.get('epoch')}), {out.stat().st_size / 1e6:.1f} MB")
+    return 0
+
+
 # What the library says in Python's words (it is also an API), said in the command line's words.
 _CLI_WORDS: tuple[tuple[str, str], ...] = (
     ("pass resume=True (--resume) to continue or return it, or overwrite=True (--overwrite) to start",
@@ -391,7 +419,7 @@ def run_predict(args: argparse.Namespace) -> int:
         truth = [None] * len(clips)
         source = str(args.clips)
     else:
-        store_dir = resolve_path(args.data) if args.data else Path(cfg.data)
+        store_dir = resolve_path(args.data or cfg.data)
         store = Store(store_dir)
         split = canonical_split(args.split or cfg.split)
         rows = store.rows(split, args.subset)[:args.limit]
@@ -422,8 +450,8 @@ def run_predict(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("train", "eval", "predict"):
-        print("usage: slnl.engine.cli {train,eval,predict} [options]", file=sys.stderr)
+    if not argv or argv[0] not in ("train", "eval", "predict", "export"):
+        print("usage: slnl.engine.cli {train,eval,predict,export} [options]", file=sys.stderr)
         return 2
     cmd, rest = argv[0], argv[1:]
     _setup_logging()
@@ -446,6 +474,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if cmd == "predict":
             return run_predict(predict_parser().parse_args(rest))
+        if cmd == "export":
+            return run_export(export_parser().parse_args(rest))
         args = eval_parser().parse_args(rest)
         out = evaluate(args.run, split=args.split, subset=args.subset, device=args.device,
                        batch_size=args.batch_size, data=args.data)

@@ -90,7 +90,7 @@ def evaluate(
     path = checkpoint_file(run)
     dev = resolve_device(device)
     model, cfg, state, path = load_model(path)
-    store = resolve_path(data) if data else cfg.data
+    store = resolve_path(data or cfg.data)  # a model file records its store relative to the home
     check_store(cfg, f"run {path.parent if path.name == ckpt.FILE else path}", store)
     model = model.to(dev)
     split = split or cfg.split

@@ -29,14 +29,17 @@ from slnl.data.sampling import crop_windows, lerp, resize_positions
 from slnl.data.store import read_meta
 from slnl.engine import checkpoint as ckpt
 from slnl.engine.evaluation import load_model as _load_run
+from slnl.utils import resolve_path
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> torch.nn.Module:
     """The final model of a run directory (its ``last.pt``) or of a checkpoint file, in eval mode on ``device``,
     with ``model.class_names`` (list of str) and ``model.train_config`` set. Loading runs no code from the file
     (``slnl.engine.checkpoint``); a missing or foreign file is a one-line error."""
-    model, cfg, _, path = _load_run(path)
-    model.class_names = class_names_of(path, cfg, model.config.num_classes)
+    model, cfg, state, path = _load_run(path)
+    names = state.get("class_names")  # a model file (checkpoint.export_model) carries its own
+    ok = isinstance(names, list) and len(names) == model.config.num_classes
+    model.class_names = list(names) if ok else class_names_of(path, cfg, model.config.num_classes)
     model.train_config = cfg
     return model.to(device).eval()
 
@@ -54,7 +57,7 @@ def class_names_of(checkpoint: Path, cfg: Any, num_classes: int) -> list[str]:
             return [str(n) for n in names]
     if cfg.data:
         try:
-            names = read_meta(cfg.data).get("class_names")
+            names = read_meta(resolve_path(cfg.data)).get("class_names")
         except (OSError, ValueError):
             names = None
         if isinstance(names, list) and len(names) == num_classes:
