@@ -214,45 +214,56 @@ def _sbu(results, row, base, seeds=(0, 1, 2), table="table3", skip=()):
                 _write(results, table, row, f, s, base + k + s / 2, dataset="sbu")
 
 
+def _replicates(base, seeds):
+    """The (fold, seed) values _sbu writes, in %."""
+    return [base + k + s / 2 for s in seeds for k in range(1, 6)]
+
+
 def test_folds_are_one_column_of_per_fold_and_mean_values(tmp_path):
+    """SBU's folds are one column whose replicates are seeds × folds: ours is the mean over the (fold, seed) results
+    of the seeds that have every fold, std and n over them; each fold's mean over seeds beside it; a claim is
+    Welch's test over those replicates."""
     _sbu(tmp_path, "cs-t", 80.0)
     _sbu(tmp_path, "posvel-n", 70.0, skip={(2, "fold4")})  # seed 2 lacks fold 4: left out, and said so
     assert rp.folds_of(rp.collect(tmp_path)) == tuple(FOLDS) == tuple(f for f in sbu.SPLITS if "val" not in f)
     frame = rp.paper_table("table3", tmp_path)
     assert list(dict.fromkeys(frame.columns.get_level_values(0))) == ["CS", "CV", "5-fold"]
     cst = frame.loc["CS-T"]
-    assert cst[("5-fold", "n")] == 3 and cst[("5-fold", "ours")] == pytest.approx(80 + 3 + 0.5)
-    assert cst[("5-fold", "std")] == pytest.approx(np.std([83.0, 83.5, 84.0], ddof=1))
+    assert cst[("5-fold", "n")] == 15 and cst[("5-fold", "ours")] == pytest.approx(80 + 3 + 0.5)
+    assert cst[("5-fold", "std")] == pytest.approx(np.std(_replicates(80.0, (0, 1, 2)), ddof=1))
     assert [cst[("5-fold", f)] for f in FOLDS] == pytest.approx([80 + k + 0.5 for k in range(1, 6)])
     assert math.isnan(cst[("5-fold", "paper")]) and cst[("CS", "n")] == 0
     pv = frame.loc["PosVel-N"]
-    assert pv[("5-fold", "n")] == 2 and pv[("5-fold", "fold1")] == pytest.approx(71.25)
+    assert pv[("5-fold", "n")] == 10 and pv[("5-fold", "fold1")] == pytest.approx(71.25)
     assert any("PosVel-N seed 2 has no result on fold4" in n for n in frame.attrs["notes"])
     md = rp.table_markdown(frame)
     assert "5-fold per fold" in md and "| fold1 81.5 · fold2 82.5 · fold3 83.5 · fold4 84.5 · fold5 85.5 |" in md
-    # the paper's CS claims are tested on the mean over folds (per seed), its CV claims have no such split
+    assert "83.5 ± 1.5 (15 runs)" in md
+    # the paper's CS claims are tested on the (fold, seed) replicates, its CV claims have no such split
     c = rp.claims_table("table3", tmp_path)
     row = c[(c["better"] == "CS-T") & (c["worse"] == "PosVel-N")].set_index("column")
     assert list(row.index) == ["5-fold", "CV"] and row.loc["5-fold", "paper_diff"] == pytest.approx(1.0)
-    w = st.welch_interval([83.0, 83.5, 84.0], [73.0, 73.5])
+    a, b = _replicates(80.0, (0, 1, 2)), _replicates(70.0, (0, 1))
+    w = st.welch_interval(a, b)
     assert row.loc["5-fold", "ours_diff"] == pytest.approx(w["diff"]) and row.loc["5-fold", "low"] == \
-        pytest.approx(w["low"]) and (row.loc["5-fold", "n_better"], row.loc["5-fold", "n_worse"]) == (3, 2)
+        pytest.approx(w["low"]) and (row.loc["5-fold", "n_better"], row.loc["5-fold", "n_worse"]) == (15, 10)
+    assert row.loc["5-fold", "p_welch"] == pytest.approx(sps.ttest_ind(a, b, equal_var=False).pvalue)
     assert row.loc["CV", "verdict"] == cl.NO_SUCH_SPLIT and "5-fold cross-validation" in row.loc["CV", "note"]
     res = rp.seed_resolution("table3", tmp_path)
-    assert res.loc["5-fold", "seeds"] == 2 and res.loc["5-fold", "pooled_sd"] == pytest.approx(
-        st.pooled_sd([[83.0, 83.5, 84.0], [73.0, 73.5]])[0])
+    assert res.loc["5-fold", "seeds"] == 10 and res.loc["5-fold", "pooled_sd"] == pytest.approx(
+        st.pooled_sd([a, b])[0])
 
 
 def test_folds_of_tables_1_and_2_use_the_mean_over_folds(tmp_path):
     """Table 1 on SBU: the final model against SBU's published results (each a mean over the five folds) in the
-    5-fold column; Table 2 (top-1 / top-5): each the mean over folds."""
+    5-fold column, one-sample t over the (fold, seed) results; Table 2 (top-1 / top-5): each the mean over them."""
     _sbu(tmp_path, "slnl-rfa", 90.0, table="table1")
     c = rp.claims_table("table1", tmp_path)
     refs = c[c["note"].str.contains("published number on sbu")]
     assert set(refs["worse"]) == set(sbu.PUBLISHED[sbu.MEAN_OVER_FOLDS]) and set(refs["column"]) == {"5-fold"}
     hcn = refs[refs["worse"] == "HCN (Li et al. 2018)"].iloc[0]
-    assert hcn["ours_diff"] == pytest.approx(93.5 - 98.6) and hcn["family"] == 3
-    assert hcn["p_welch"] == pytest.approx(sps.ttest_1samp([93.0, 93.5, 94.0], 98.6).pvalue)
+    assert hcn["ours_diff"] == pytest.approx(93.5 - 98.6) and hcn["family"] == 3 and hcn["n_better"] == 15
+    assert hcn["p_welch"] == pytest.approx(sps.ttest_1samp(_replicates(90.0, (0, 1, 2)), 98.6).pvalue)
     _sbu(tmp_path, "slnl-rfa", 50.0, table="table2")
     frame = rp.paper_table("table2", tmp_path)
     assert frame.loc["SLnL-rFA (Ours)", ("top1", "ours")] == pytest.approx(53.5)

@@ -287,7 +287,7 @@ def test_final_model_is_tested_against_published_results_on_its_own_dataset(tmp_
     assert row["p_welch"] == pytest.approx(p) and row["p_holm"] == pytest.approx(p) and row["family"] == 1
     line = [ln for ln in rp.claims_summary([claims]).splitlines() if ref_label in ln]
     assert line == [f"- Table 1 (lie1-lie10): SLnL-rFA (Ours) > {ref_label} — paper —; ours {mean - ref:+.2f} "
-                    f"[{mean - ref - half:+.2f}, {mean - ref + half:+.2f}] (5 seeds), p {p:.3f} (one-sample t), "
+                    f"[{mean - ref - half:+.2f}, {mean - ref + half:+.2f}] (5 runs), p {p:.3f} (one-sample t), "
                     f"Holm p {p:.3f} (m=1): **reversed** (uncorrected: interval below 0) ({ref_label} is a "
                     "published number on msr3d, the mean over its splits lie1-lie10: ours over the same splits, n "
                     "counts splits)"]

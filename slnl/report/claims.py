@@ -25,10 +25,11 @@ resolved after Holm over <m> claims``. The uncorrected verdict stays beside it, 
 (``verdict_other_bn``), and ``attrs["bn_sensitivity"]`` says whether any changes. Runs that recorded one
 evaluation only: "not recorded (runs under the earlier protocol)".
 
-**k-fold datasets.** On a dataset evaluated by cross-validation (SBU: folds ``fold1`` … ``fold5``) the unit of
-replication is the seed: each seed's number is its mean over the folds (``results.column_values``), and the
+**k-fold datasets.** On a dataset evaluated by cross-validation (SBU: folds ``fold1`` … ``fold5``) the replicates
+are seeds × folds: every (fold, seed) result of a seed that has all folds (``results.column_values``), and the
 paper's CS claims are tested on that column (``5-fold``; a fold trains with CS's settings); its CV claims are
-``no such split``.
+``no such split``. The fold-to-fold spread is then part of the interval (folds test different clips): wider than a
+paired design, never narrower. MSR Action3D's repeated subject splits (``lie1-lie10``) are one column likewise.
 """
 from __future__ import annotations
 
@@ -224,5 +225,8 @@ def claims_table(table: str | int | ex.Table, results: str | Path | pd.DataFrame
                     + ("no verdict changes." if not len(changed) else f"{len(changed)} change: " + "; ".join(
                         f"{r.better} {'≈' if r.kind == EQUIVALENCE else '>'} {r.worse} ({r.column}): {r.verdict} → "
                         f"{r.verdict_other_bn}" for r in changed.itertuples(index=False)) + "."))
-    frame.attrs.update(table=tbl.name, level=level, delta_note=delta_note(tbl, runs), bn_sensitivity=line)
+    folds, repeats = folds_of(runs), repeats_of(runs)
+    by_runs = ([fold_label(folds)] if folds else []) + ([repeats_label(repeats)] if repeats else [])
+    frame.attrs.update(table=tbl.name, level=level, delta_note=delta_note(tbl, runs), bn_sensitivity=line,
+                       replicated_by_runs=by_runs)
     return frame

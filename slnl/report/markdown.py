@@ -37,17 +37,19 @@ def display_frame(frame: pd.DataFrame) -> pd.DataFrame:
     fold's mean over the seeds."""
     cols = list(dict.fromkeys(frame.columns.get_level_values(0)))
     folds = frame.attrs.get("folds") or {}
+    runs = set(frame.attrs.get("replicated_by_runs") or ())  # columns whose replicates are folds or splits × seeds
     out = pd.DataFrame(index=frame.index)
     for c in cols:
         out[f"{c} paper"] = [_fmt(v) for v in frame[(c, "paper")]]
+        unit = "run" if c in runs else "seed"
         ours = []
         for mean, std, n in zip(frame[(c, "ours")], frame[(c, "std")], frame[(c, "n")]):
             if n == 0:
                 ours.append("")
             elif n == 1:
-                ours.append(f"{mean:.1f} (1 seed)")
+                ours.append(f"{mean:.1f} (1 {unit})")
             else:
-                ours.append(f"{mean:.1f} ± {std:.1f} ({n} seeds)")
+                ours.append(f"{mean:.1f} ± {std:.1f} ({n} {unit}s)")
         out[f"{c} ours"] = ours
         out[f"{c} Δ"] = [_fmt(v, sign=True) for v in frame[(c, "diff")]]
         if folds.get(c):
@@ -105,6 +107,11 @@ def claims_summary(claims: Sequence[pd.DataFrame]) -> str:
         name = f"Table {ex.table(frame.attrs['table']).number}"
         tbl = ex.table(frame.attrs["table"])
         ours_rows = {x for row in tbl.rows if row.runnable for x in (row.slug, row.label)}
+        runs = set(frame.attrs.get("replicated_by_runs") or ())
+
+        def unit(column: str) -> str:  # folds or splits × seeds are runs
+            return "runs" if column in runs else "seeds"
+
         if frame.attrs.get("bn_sensitivity"):
             bn.setdefault(frame.attrs["bn_sensitivity"], []).append(name)
         for r in frame.itertuples(index=False):
@@ -115,7 +122,8 @@ def claims_summary(claims: Sequence[pd.DataFrame]) -> str:
             tested = f", p {s['p']} ({s['test']}), Holm p {s['holm']}" if s["holm"] else ""
             raw = f" (uncorrected: {r.verdict_uncorrected})" if s["holm"] else ""
             lines.append(f"- {name} ({r.column}): {r.better} {s['relation']} {r.worse} — paper {s['paper'] or '—'}; "
-                         f"ours {s['ours'] or '—'} ({s['seeds']} seeds){tested}: **{r.verdict or 'no comparison'}**"
+                         f"ours {s['ours'] or '—'} ({s['seeds']} {unit(r.column)}){tested}: "
+                         f"**{r.verdict or 'no comparison'}**"
                          + raw + (f" ({s['note']})" if s["note"] else ""))
     for note, names in untestable.items():
         lines.append(f"- {len(names)} claim(s) of {', '.join(sorted(set(names)))}: **{NO_SUCH_SPLIT}** — {note}")

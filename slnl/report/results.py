@@ -194,11 +194,22 @@ def fold_means(runs: pd.DataFrame, folds: tuple[str, ...], metric: str = "top1")
     return out
 
 
+def fold_replicates(means: pd.DataFrame, folds: tuple[str, ...]) -> pd.DataFrame:
+    """``fold_means`` with one row per (row, fold, seed): ``value`` that fold's result, ``seed`` ``"fold3/0"`` — the
+    replicates a k-fold column's statistics are over (seeds × folds). The per-fold columns stay, so a row's mean of
+    one is that fold's mean over seeds; the mean of ``value`` is the mean of the seeds' means over folds."""
+    recs = [{**r, "seed": f"{f}/{r['seed']}", "value": r[f]} for r in means.to_dict("records") for f in folds]
+    out = pd.DataFrame(recs, columns=means.columns)
+    out.attrs = dict(means.attrs)
+    return out
+
+
 def column_values(tbl: ex.Table, runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """column -> DataFrame(row, seed, value) of our runs for that column of the table.
 
-    The folds of a k-fold dataset (``folds_of``) are one column, ``fold_label`` ("5-fold"), whose value per seed
-    is the mean over the folds and whose frame also holds each fold's value (``fold_means``). Repeated splits
+    The folds of a k-fold dataset (``folds_of``) are one column, ``fold_label`` ("5-fold"), with one value per (fold,
+    seed) of every seed that has all the folds (``fold_replicates``; a seed missing a fold is left out), so that its
+    statistics are over seeds × folds, and its frame also holds each fold's value. Repeated splits
     (``repeats_of``: MSR Action3D's lie1 ... lie10) are one column, ``repeats_label`` ("lie1-lie10"), with one
     value per (split, seed) — its seed column reads ``"lie3/0"`` — so statistics over it are over splits."""
     out: dict[str, pd.DataFrame] = {}
@@ -211,7 +222,7 @@ def column_values(tbl: ex.Table, runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
             if s in tbl.columns or len(sub):
                 out[s] = sub[["row", "seed"]].assign(value=sub["top1"].values)
         if folds:
-            out[fold_label(folds)] = fold_means(runs, folds)
+            out[fold_label(folds)] = fold_replicates(fold_means(runs, folds), folds)
         if repeats:  # every (split, seed) a replicate: the column's "seed" names both
             sub = runs[runs["split"].isin(repeats)]
             out[repeats_label(repeats)] = pd.DataFrame({
@@ -219,7 +230,7 @@ def column_values(tbl: ex.Table, runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
                 "value": sub["top1"].astype(float).values})
     elif folds and set(runs["split"]) <= set(folds):  # top-1 / top-5 of a k-fold dataset: each the mean over folds
         for col in ("top1", "top5"):
-            out[col] = fold_means(runs, folds, col)
+            out[col] = fold_replicates(fold_means(runs, folds, col), folds)
     else:
         # Kinetics-style: top-1 and top-5 of one split (the store's only one, or a stand-in split).
         found = sorted(runs["split"].unique()) if len(runs) else []

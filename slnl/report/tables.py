@@ -4,8 +4,9 @@ are ``slnl.report.claims``).
 * ``paper_table``: one row per paper row (published reference rows included); per column (CS/CV, or top-1/top-5 on
   Kinetics) the paper's number, ours (mean and standard deviation over seeds, in %), the number of seeds and
   Δ = ours − paper. The folds of a dataset evaluated by k-fold cross-validation (SBU Kinect Interaction: store
-  splits ``fold1`` … ``fold5``) are one column, ``5-fold``: ours is the mean over folds per seed (the dataset's
-  number), and each fold's mean over seeds is beside it (stats ``fold1`` … ``fold5``).
+  splits ``fold1`` … ``fold5``) are one column, ``5-fold``: ours is the mean over its (fold, seed) results (the
+  dataset's number), its std and n over them, and each fold's mean over seeds is beside it (stats ``fold1`` …).
+  Repeated random splits (MSR Action3D's ``lie1`` … ``lie10``) are one column likewise.
 * ``seed_resolution``: per column, the seed standard deviation pooled over the table's rows, the smallest
   difference that the typical number of seeds per row resolves, the difference they detect with 80 % power and the
   seeds a difference of one point would need.
@@ -88,8 +89,8 @@ def paper_table(table: str | int | ex.Table, results: str | Path | pd.DataFrame 
     Reference rows have no ours.
 
     A k-fold column (``5-fold``: the folds of a cross-validated dataset, ``slnl.report.results.column_values``)
-    has no paper number (the paper has no such column); ours is the mean over seeds of each seed's mean over the
-    folds, std and n are over seeds, and one more stat per fold (``fold1`` …) holds that fold's mean over the same
+    has no paper number (the paper has no such column); ours is the mean over every (fold, seed) result, std and n
+    are over them (seeds × folds), and one more stat per fold (``fold1`` …) holds that fold's mean over the same
     seeds — their mean is ours. A seed that lacks a fold is left out, and ``attrs["notes"]`` says which.
 
     ``attrs`` carries the dataset, scale, epochs, ``delta_note``, ``folds`` ({column: folds}) and notes (stand-in
@@ -129,8 +130,9 @@ def paper_table(table: str | int | ex.Table, results: str | Path | pd.DataFrame 
     for col, v in values.items():
         if folds[col]:
             notes.append(f"{col}: {len(folds[col])}-fold cross-validation ({', '.join(folds[col])}); ours is the mean "
-                         "over folds of each seed, its mean and std over seeds; per fold, that fold's mean over the "
-                         "same seeds. The paper's CS claims are tested on it.")
+                         "over every (fold, seed) result of the seeds that have all folds, its std and n over them; per "
+                         "fold, that fold's mean over the same seeds. The paper's CS claims are tested on it, with "
+                         "seeds × folds as the replicates.")
         if col in repeats_cols:
             notes.append(f"{col}: the dataset's repeated subject splits, one column; ours and its std are over every "
                          "(split, seed) result, n counts them — a number published as the mean over these splits is "
@@ -140,7 +142,8 @@ def paper_table(table: str | int | ex.Table, results: str | Path | pd.DataFrame 
                          "(the mean over folds needs every fold).")
     frame.attrs.update(table=tbl.name, title=tbl.title, dataset=",".join(ds), scale=",".join(sc),
                        epochs=",".join(map(str, ep)), warnings=warnings, notes=notes, delta_note=note,
-                       folds={c: f for c, f in folds.items() if f})
+                       folds={c: f for c, f in folds.items() if f},
+                       replicated_by_runs=sorted({c for c, f in folds.items() if f} | repeats_cols))
     return frame
 
 
