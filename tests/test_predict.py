@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +16,8 @@ from slnl.data.store import Store
 from slnl.engine import evaluate, fit
 from slnl.engine.cli import main
 from test_engine_fit import make_tiny_store, tiny_config
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -175,6 +178,40 @@ def test_slnl_predict_on_a_store_and_on_clip_files(trained, tmp_path, capsys):
     assert main(["predict", str(run), str(tmp_path / "two.npz"), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert [d["clip"] for d in doc] == ["a", "b"] and doc[1]["top"][0]["class"] == expected[1][0][0]
+
+
+RAW = {"msr3d": ("msr_action3d", "{}_skeleton3D.txt"), "nwucla": ("nw_ucla/all_sqe", "{}.json"),
+       "sbu": ("sbu", "{}/skeleton_pos.txt")}
+
+
+@pytest.mark.parametrize("dataset", sorted(RAW))
+def test_predict_reads_raw_dataset_files_as_their_store_holds_them(dataset, shared_data, tmp_path_factory, capsys):
+    """A raw file of MSR Action3D, NW-UCLA or SBU (real files from the shared data) goes through the format's own
+    parser and is scored exactly as the same clip read from the prepared store; `slnl predict MODEL FILE FILE` with
+    the study's committed model prints each file under its store name with class names."""
+    from conftest import prepare_shared
+
+    folder, pattern = RAW[dataset]
+    _, store, _ = prepare_shared(shared_data, tmp_path_factory, dataset, folder)
+    st = Store(store)
+    torch.manual_seed(0)
+    model = slnl.build("small", num_classes=st.num_classes, num_joints=st.x.shape[3], num_persons=st.x.shape[4])
+    model.class_names = list(st.class_names)
+    rows = [0, len(st.names) // 2]
+    names = [st.names[r] for r in rows]
+    paths = [shared_data / folder / pattern.format(n.replace("_", "/") if dataset == "sbu" else n) for n in names]
+    clips = [np.asarray(st.x[r, :, :int(st.num_frames[r])]) for r in rows]
+    from slnl.engine.predict import read_clips
+
+    raw = [read_clips(p)[0][0] for p in paths]
+    assert [read_clips(p)[2] for p in paths] == [[n] for n in names]
+    np.testing.assert_array_equal(slnl.predict(model, raw).probs, slnl.predict(model, clips).probs)
+    committed = sorted((REPO / "results" / dataset / "models").glob("*.pt"))
+    if committed:
+        assert main(["predict", str(committed[0]), *map(str, paths)]) == 0
+        out = capsys.readouterr().out.splitlines()
+        assert [ln.split()[0] for ln in out[2:4]] == names
+        assert all(any(c in ln for c in st.class_names) for ln in out[2:4])
 
 
 def test_slnl_predict_errors_are_one_line(trained, tmp_path, capsys):

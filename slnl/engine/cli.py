@@ -17,7 +17,7 @@ Multi-GPU / multi-node: ``torchrun --nproc_per_node=N -m slnl train …`` (``--b
 file. A run keeps one checkpoint (no ``best.pt``: nothing is selected on the test split). It prints top-1, top-5 and
 a per-class table; ``--json`` prints the full result as JSON instead (``--json FILE`` also writes it to FILE).
 
-``slnl predict RUN [CLIPS.npy|.npz] [--data STORE --split S --subset test]`` prints, per clip, the most probable
+``slnl predict RUN [CLIP ...] [--data STORE --split S --subset test]`` prints, per clip, the most probable
 classes with their probabilities (``slnl.engine.predict``: the same central crop and resize as evaluation).
 
 Messages of the library that name Python arguments (``resume=True``, ``slnl.data.synthetic.ensure_default()``) are
@@ -293,11 +293,14 @@ def predict_parser() -> argparse.ArgumentParser:
         epilog="examples:\n"
                "  slnl predict runs/try --data data/msr3d --limit 5   # clips of the store's test subset\n"
                "  slnl predict runs/try clips.npy                     # (C, T, V, M) or (N, C, T, V, M), any T\n"
-               "  slnl predict runs/try/last.pt clips.npz --json      # .npz: x [, num_frames, names]")
+               "  slnl predict runs/try/last.pt clips.npz --json      # .npz: x [, num_frames, names]\n"
+               "  slnl predict results/msr3d/models/MODEL.pt a01_s02_e01_skeleton3D.txt   # raw dataset files")
     p.add_argument("run", metavar="RUN", help="run directory (its last.pt) or checkpoint file")
-    p.add_argument("clips", metavar="CLIPS", nargs="?", default=None,
-                   help=".npy of one clip (C, T, V, M) or a batch (N, C, T, V, M), or .npz with x (and optionally "
-                        "num_frames, names); default: the clips of --data")
+    p.add_argument("clips", metavar="CLIP", nargs="*", default=[],
+                   help="clip files: raw files of a supported dataset (MSR Action3D *_skeleton3D.txt, NTU *.skeleton, "
+                        "SBU skeleton_pos.txt, NW-UCLA or Kinetics .json), .npy of one clip (C, T, V, M) or a batch "
+                        "(N, C, T, V, M), or .npz with x (and optionally num_frames, names); default: the clips of "
+                        "--data")
     p.add_argument("--data", default=None, metavar="STORE",
                    help="a prepared store to take clips from (default: the run's store, when CLIPS is not given)")
     p.add_argument("--split", default=None, help="the store's split (default: the run's)")
@@ -411,13 +414,18 @@ def run_predict(args: argparse.Namespace) -> int:
     model = load_model(args.run, device=args.device)
     cfg = model.train_config
     truth: list[str | None]
-    if args.clips is not None:
-        clips, frames, names = read_clips(resolve_path(args.clips))
+    if args.clips:
+        clips, frames, names = [], [], []
+        for f in args.clips:
+            c, n, m = read_clips(resolve_path(f))
+            clips += c
+            names += m
+            frames = None if frames is None or n is None else frames + n
         if args.limit is not None:
             clips, names = clips[:args.limit], names[:args.limit]
             frames = frames[:args.limit] if frames is not None else None
         truth = [None] * len(clips)
-        source = str(args.clips)
+        source = ", ".join(map(str, args.clips)) if len(args.clips) < 4 else f"{len(args.clips)} files"
     else:
         store_dir = resolve_path(args.data or cfg.data)
         store = Store(store_dir)

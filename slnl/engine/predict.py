@@ -25,6 +25,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from slnl.data import kinetics, msr3d, ntu, nwucla, sbu
+from slnl.data.readers import load_json
 from slnl.data.sampling import crop_windows, lerp, resize_positions
 from slnl.data.store import read_meta
 from slnl.engine import checkpoint as ckpt
@@ -169,11 +171,40 @@ def predict(model: torch.nn.Module, clips: Any, num_frames: int | Sequence[int] 
     return Predictions(torch.cat(probs).numpy() if probs else np.zeros((0, cfg.num_classes), np.float32), names)
 
 
+def read_raw_clip(path: Path) -> np.ndarray:
+    """One raw file of a supported dataset as its prepared store holds it, ``(C, T, V, M)``, read by the format's own
+    parser (the one ``slnl prepare`` maps): MSR Action3D ``*_skeleton3D.txt``, NTU RGB+D ``*.skeleton``, SBU
+    ``skeleton_pos.txt``, NW-UCLA's or Kinetics-skeleton's ``.json`` (told apart by their keys). A malformed file is
+    the parser's one-line ``DataFormatError``."""
+    name = path.name
+    if name.endswith("_skeleton3D.txt"):
+        return msr3d.read_sequence(path)[0]
+    if path.suffix == ".skeleton":
+        return ntu.load_clip(path)[0]
+    if name == "skeleton_pos.txt":
+        return sbu.read_sequence(path)[0]
+    if path.suffix == ".json":
+        doc = load_json(str(path))
+        if isinstance(doc, dict) and "skeletons" in doc:
+            return nwucla.read_clip(path)[0]
+        return kinetics.read_clip(path)[0]
+    raise ValueError(f"{path}: not a clip file slnl reads: .npy, .npz, an MSR Action3D *_skeleton3D.txt, an NTU "
+                     "*.skeleton, an SBU skeleton_pos.txt, or an NW-UCLA / Kinetics-skeleton .json")
+
+
 def read_clips(path: str | os.PathLike) -> tuple[list[np.ndarray], list[int] | None, list[str]]:
     """``(clips, num_frames or None, names)`` of a clip file: an ``.npy`` array ``(C, T, V, M)`` or
-    ``(N, C, T, V, M)``, or an ``.npz`` holding ``x`` (and optionally ``num_frames`` and ``names``, as in
-    ``slnl.data.npz``'s layout) or a single array. Nothing is unpickled."""
+    ``(N, C, T, V, M)``, an ``.npz`` holding ``x`` (and optionally ``num_frames`` and ``names``, as in
+    ``slnl.data.npz``'s layout) or a single array, or one raw file of a supported dataset (``read_raw_clip``).
+    Nothing is unpickled."""
     path = Path(path)
+    if path.suffix not in (".npy", ".npz"):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such file")
+        x = read_raw_clip(path)
+        name = ("_".join(path.parts[-4:-1]) if path.name == "skeleton_pos.txt"  # set_class_sequence, as stores name it
+                else path.name.removesuffix("_skeleton3D.txt").removesuffix(path.suffix))
+        return [x], [int(x.shape[1])], [name]
     try:
         loaded = np.load(path, allow_pickle=False)
     except FileNotFoundError:
