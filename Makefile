@@ -48,11 +48,13 @@ bench: $(VENV)/.installed
 
 # SLNL_HOME: the kernels start in notebooks/, and paths in them mean the same as on the command line here.
 # Headless by default (open the URL it prints; over ssh: ssh -L 8888:localhost:8888 HOST); as root (a container)
-# Jupyter refuses to start without --allow-root, so it is added then. Override: make lab LAB_ARGS="--port 9999".
-LAB_ARGS ?= --no-browser --port 8888
+# Jupyter refuses to start without --allow-root, so it is added then. The server's root is the repository (notebooks/
+# and results/ both browsable); it opens on notebooks/. Override: make lab ARGS="--no-browser --port 8899".
+ARGS     ?= --no-browser --port 8888
+LAB_ARGS ?= $(ARGS)
 LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 lab: $(VENV)/.installed
-	SLNL_HOME=$(CURDIR) $(VENV)/bin/jupyter lab $(LAB_ARGS) $(LAB_ROOT) notebooks/
+	SLNL_HOME=$(CURDIR) $(VENV)/bin/jupyter lab --ServerApp.root_dir=$(CURDIR) --LabApp.default_url=/lab/tree/notebooks $(LAB_ARGS) $(LAB_ROOT)
 
 # Optional: registers .venv as the Jupyter kernel "Python (slnl)" for your user, so that a JupyterLab installed
 # elsewhere can run the notebooks in it (pick it in the kernel menu). Neither `make test` nor `make reproduce` uses it.
