@@ -71,7 +71,8 @@ def guarded_parameters(params: str, notebook: str) -> list[nbformat.NotebookNode
     call = textwrap.fill(f"check_parameters(globals(), {SNAPSHOT}, known=[{known}], notebook=\"{notebook}\")",
                          width=116, subsequent_indent="    ", break_long_words=False, break_on_hyphens=False)
     return [
-        new_code_cell("from slnl.notebook_params import check_parameters\n\n"
+        new_code_cell("from slnl.notebook_params import check_parameters, short_user_errors\n\n"
+                      "short_user_errors()  # a bad input shows as its one line (%tb: the frames)\n"
                       f"{SNAPSHOT} = set(globals())  # what the check below leaves out"),
         new_code_cell(params, metadata={"tags": ["parameters"]}),
         new_code_cell("# papermill only warns about a parameter this notebook does not take and would run on with the\n"

@@ -38,6 +38,35 @@ class UnknownParameterError(ValueError):
         return [f"{type(self).__name__}: {self}"]
 
 
+# The errors a user's input causes (a missing store, an unknown split or row, a malformed file): the library says each
+# in one line naming what to change, so a notebook shows that line, not the frames that led to it.
+USER_ERRORS: tuple[type[BaseException], ...] = (FileNotFoundError, ValueError, KeyError)
+
+
+def short_user_errors(shell: object | None = None) -> None:
+    """In an IPython kernel (``shell``, default the running one), show a ``USER_ERRORS`` exception as its one line
+    and a hint that ``%tb`` prints the frames; the cell still fails (papermill stops there). Elsewhere, nothing."""
+    if shell is None:
+        try:
+            from IPython import get_ipython
+        except ImportError:
+            return
+        shell = get_ipython()
+    if shell is None:
+        return
+
+    def one_line(self, etype, value, tb, tb_offset=None):  # noqa: ANN001 - IPython's handler signature
+        if hasattr(value, "_render_traceback_"):  # an error that renders itself (UnknownParameterError) says it all
+            stb = value._render_traceback_()
+        else:
+            text = str(value.args[0]) if isinstance(value, KeyError) and value.args else str(value)
+            stb = [f"{etype.__name__}: {text}", "(the full traceback: %tb)"]
+        self._showtraceback(etype, value, stb)
+        return stb
+
+    shell.set_custom_exc(USER_ERRORS, one_line)
+
+
 def parameter_names(source: str) -> list[str]:
     """The names a parameters cell assigns at top level, in order (``a = 1``, ``a: int = 1``)."""
     names: list[str] = []

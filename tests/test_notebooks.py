@@ -162,6 +162,24 @@ def test_misspelled_parameter_stops_table6_within_seconds(tmp_path):
     assert [re.sub(r"\x1b\[[0-9;]*m", "", t) for t in error.traceback] == [line]  # so in JupyterLab too
 
 
+def test_a_bad_input_ends_the_notebook_with_its_one_line(tmp_path):
+    """A user error raised deep in the library (here: a data_root that is no store) shows in the notebook as its one
+    line and a pointer to %tb, not as the frames that led to it; papermill still fails."""
+    proc = subprocess.run([sys.executable, "-m", "papermill", str(NB / "table1.ipynb"), "out.ipynb", "-p", "dataset",
+                           "msr3d", "-p", "data_root", str(tmp_path / "nope")],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    out = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)
+    assert proc.returncode != 0
+    kernel_part = out.split('Exception encountered at "In [', 1)[1].strip().splitlines()[1:]
+    assert len(kernel_part) == 2 and kernel_part[0].startswith(f"FileNotFoundError: data_root {tmp_path / 'nope'}: "
+                                                               "missing meta.json"), kernel_part
+    assert kernel_part[1] == "(the full traceback: %tb)"
+    executed = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    (error,) = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                if o.output_type == "error"]
+    assert [re.sub(r"\x1b\[[0-9;]*m", "", t) for t in error.traceback] == kernel_part
+
+
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_every_notebook_rejects_an_unknown_parameter(name, tmp_path):
     """Each notebook: an unknown name stops it in the check cell (several at once are all named); its known
