@@ -10,8 +10,8 @@ In your own code::
 
     import slnl
     net = slnl.build("small")                      # a model of a preset (slnl.models.PRESETS), untrained
-    model = slnl.load_model("results/runs/RUN")    # a trained run's final model (or its last.pt), eval mode
-    p = slnl.predict(model, clips)                 # clips (C, T, V, M), (N, C, T, V, M) or a list, any T
+    model = slnl.load("results/sbu/models/MODEL.pt")  # a committed model, a run directory or its last.pt (= load_model)
+    p = model.predict(clips)                       # = slnl.predict(model, clips): (C, T, V, M), a batch or a list, any T
     p.labels, p.top(3), p.probs                    # names, (name, probability) pairs, (N, K) array
 
 They are imported on first use, so that ``import slnl`` (and ``slnl --version``) stays light.
@@ -19,8 +19,8 @@ They are imported on first use, so that ``import slnl`` (and ``slnl --version``)
 __version__ = "0.1.0"  # the one place it is written: pyproject.toml reads it, `slnl --version` prints it
 
 # name -> the module that defines it (PEP 562: imported on first access)
-_LAZY = {"build": "slnl.models", "load_model": "slnl.engine.predict", "predict": "slnl.engine.predict",
-         "Predictions": "slnl.engine.predict"}
+_LAZY = {"build": "slnl.models", "load_model": "slnl.engine.predict", "load": "slnl.engine.predict",
+         "predict": "slnl.engine.predict", "Predictions": "slnl.engine.predict"}
 __all__ = ["__version__", *_LAZY]
 
 

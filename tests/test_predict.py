@@ -130,10 +130,10 @@ def test_slnl_export_writes_the_model_alone_and_it_scores_as_the_run(trained, tm
     full = ckpt.load(run / "last.pt")
     assert all(torch.equal(state["model"][k], v) for k, v in full["model"].items())
     assert (state["config"]["data"], state["config"]["out"]) == (store.name, run.name)
-    model = slnl.load_model(tmp_path / "model.pt")
+    model = slnl.load(tmp_path / "model.pt")
     assert model.class_names == ["class0", "class1", "class2", "class3"]
     _, _, clips, _ = _store_clips(store)
-    np.testing.assert_array_equal(slnl.predict(model, clips).probs, slnl.predict(slnl.load_model(run), clips).probs)
+    np.testing.assert_array_equal(model.predict(clips).probs, slnl.predict(slnl.load_model(run), clips).probs)
     again, orig = evaluate(tmp_path / "model.pt"), evaluate(run)
     assert (again["top1"], again["top5"], again["confusion"]) == (orig["top1"], orig["top5"], orig["confusion"])
 

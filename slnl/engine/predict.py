@@ -35,15 +35,22 @@ from slnl.utils import resolve_path
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """The final model of a run directory (its ``last.pt``) or of a checkpoint file, in eval mode on ``device``,
-    with ``model.class_names`` (list of str) and ``model.train_config`` set. Loading runs no code from the file
+    """The final model of a run directory (its ``last.pt``), a checkpoint file or a model file (``slnl export``), in
+    eval mode on ``device``, with ``model.class_names`` (list of str), ``model.train_config`` and
+    ``model.predict(clips)`` set; what it takes is ``model.config`` (``in_channels``, ``num_joints``,
+    ``num_persons``; any clip length, resampled to ``T``). Loading runs no code from the file
     (``slnl.engine.checkpoint``); a missing or foreign file is a one-line error."""
     model, cfg, state, path = _load_run(path)
     names = state.get("class_names")  # a model file (checkpoint.export_model) carries its own
     ok = isinstance(names, list) and len(names) == model.config.num_classes
     model.class_names = list(names) if ok else class_names_of(path, cfg, model.config.num_classes)
     model.train_config = cfg
+    # model.predict(clips): the module's predict bound to this model (an instance attribute, not a submodule)
+    model.predict = lambda clips, num_frames=None: predict(model, clips, num_frames=num_frames)
     return model.to(device).eval()
+
+
+load = load_model  # slnl.load(path): the same
 
 
 def class_names_of(checkpoint: Path, cfg: Any, num_classes: int) -> list[str]:
