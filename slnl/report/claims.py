@@ -113,6 +113,9 @@ def _records(tbl: ex.Table, runs: pd.DataFrame, level: float) -> list[dict[str, 
     ds = next(iter(datasets)) if len(datasets) == 1 else None  # table_runs allows one (dataset, scale) at most
     out = []
     claims = [(c, ORDERING) for c in tbl.claims] + [(c, EQUIVALENCE) for c in equivalence_claims(tbl)]
+    folds, repeats = folds_of(runs), repeats_of(runs)
+    pooled = {fold_label(folds)} if folds else set()  # columns made of several splits: not a split of the store
+    pooled |= {repeats_label(repeats)} if repeats else set()
     for c, kind in claims:
         better, worse = tbl.row(c.better), tbl.row(c.worse)
         published = not worse.runnable
@@ -127,8 +130,9 @@ def _records(tbl: ex.Table, runs: pd.DataFrame, level: float) -> list[dict[str, 
                 rec.update(verdict=NO_SUCH_SPLIT, note=untestable, n_better=0, n_worse=0)
             elif not a or (not published and not b):
                 missing = [r.label for r, v in ((better, a), (worse, b)) if r.runnable and not v]
-                rec.update(verdict=NOT_RUN, note=f"no result for {' and '.join(missing)} on {col}")
-                if ds in DATASET_SPLITS and canonical_split(col) not in DATASET_SPLITS[ds]:
+                every = " (a seed counts once it has every fold)" if folds and col == fold_label(folds) else ""
+                rec.update(verdict=NOT_RUN, note=f"no result for {' and '.join(missing)} on {col}{every}")
+                if ds in DATASET_SPLITS and canonical_split(col) not in DATASET_SPLITS[ds] and col not in pooled:
                     rec.update(verdict=NO_SUCH_SPLIT, note=f"{ds} defines no {col} split (its splits: "
                                f"{', '.join(ex.split_label(s) for s in DATASET_SPLITS[ds])})")
             elif published and note:
