@@ -213,7 +213,8 @@ def test_the_committed_study_tables_are_what_the_report_writes_from_its_results(
         written = write_table(t.name, root, out_dir=tmp_path, dataset=dataset, scale="study")
         claims.append(written["claims"])
         for p in written["paths"].values():
-            assert p.read_text() == (root / "tables" / p.name).read_text(), f"results/{dataset}/tables/{p.name} is stale"
+            stale = f"results/{dataset}/tables/{p.name} is stale"
+            assert p.read_text() == (root / "tables" / p.name).read_text(), stale
     assert (root / "tables" / "claims.md").read_text().endswith(claims_summary(claims)), f"{dataset}: claims.md"
 
 

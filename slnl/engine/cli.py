@@ -317,7 +317,8 @@ def export_parser() -> argparse.ArgumentParser:
         prog="slnl export", description="Write a run's final model alone (no optimiser or RNG state: about a third "
         "of last.pt), with its configuration and class names: a file slnl eval, slnl predict and slnl.load_model take, "
         "small enough to share or commit. Paths in its configuration are written relative to the working directory.",
-        epilog="example:\n  slnl export runs/try runs/try-model.pt", formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog="example:\n  slnl export runs/try runs/try-model.pt",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", metavar="RUN", help="run directory (its last.pt) or checkpoint file")
     p.add_argument("out", metavar="OUT", help="the model file to write (.pt)")
     return p

@@ -281,7 +281,8 @@ def _study_section(s: dict[str, Any], root: Path) -> list[str]:
     tested = [c for c in s["claims"] if c["class"] != "untestable"]
     out += ["", "**The paper's claims** (ours: the difference of our means with its 95 % interval over seeds; the "
             "verdict of the committed claims table):", "",
-            "| table | claim | split | paper | ours [95 %] | seeds (runs) | verdict |", "| --- | --- | --- | --- | --- | --- | --- |"]
+            "| table | claim | split | paper | ours [95 %] | seeds (runs) | verdict |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]
     for c in tested:
         rel = "≈" if c["kind"] == "equivalence" else ">"
         seeds = f"{c['n_better']}+{c['n_worse']}" if c["n_worse"] else str(c["n_better"])
@@ -303,6 +304,31 @@ def _study_section(s: dict[str, Any], root: Path) -> list[str]:
     return out
 
 
+def models_markdown(results_root: str | Path = "results") -> list[str]:
+    """One model card line per committed model (``<study>/models/<table>__<result stem>.pt``, written by ``slnl
+    export``): its data and split, recipe, its own test top-1 and the study's number over seeds for that row, the
+    commit that trained it. Read from the model's result file and the study's committed Table 1."""
+    root = Path(results_root)
+    lines = []
+    for model in sorted(root.glob("*/models/*.pt")):
+        table, _, stem = model.stem.partition("__")
+        result = model.parent.parent / table / f"{stem}.json"
+        if not result.is_file():
+            continue
+        rec = json.loads(result.read_text())
+        s = read_study(model.parent.parent)
+        row = [f for f in s["final"] if f["row"] == rec.get("label")] if table == "table1" else []
+        over = "; the study: " + ", ".join(f"{f['column']} {_ours(f)}" for f in row) if row else ""
+        lines.append(f"- [`{model.relative_to(root.parent) if root.parent in model.parents else model.name}`]"
+                     f"({'../' + str(model.relative_to(root.parent)) if root.parent in model.parents else model}) — "
+                     f"{DATASET_NAMES.get(rec['dataset'], rec['dataset'])} split `{rec['split']}`, "
+                     f"{rec.get('label', rec['row'])}, seed {rec['seed']}, recipe `{rec['dataset']}` "
+                     f"({rec['epochs']} epochs); test top-1 {100 * rec['top1']:.1f} %{over}; trained at "
+                     f"`{str(rec.get('git_commit', ''))[:7]}` with torch {rec.get('torch', '?')}, "
+                     f"{model.stat().st_size / 1e6:.1f} MB. `slnl predict` takes it with raw files of the dataset.")
+    return lines
+
+
 def findings_markdown(results_root: str | Path = "results") -> str:
     """The whole of ``docs/findings.md`` from the committed tables under ``results_root``."""
     parts = ["# Findings on real data", "", _wrap(
@@ -316,6 +342,11 @@ def findings_markdown(results_root: str | Path = "results") -> str:
              "published on another dataset."), "", "## Summary", "", summary_markdown(results_root), ""]
     for s in studies(results_root):
         parts += _study_section(s, Path(results_root)) + [""]
+    cards = models_markdown(results_root)
+    if cards:
+        parts += ["## Models", "", _wrap("The final model of each study's first result, committed (`slnl export`: "
+                  "the weights with their configuration and class names, loaded with `weights_only`); "
+                  "`slnl.load(path)` in Python."), "", *cards, ""]
     return "\n".join(parts).rstrip() + "\n"
 
 

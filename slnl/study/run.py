@@ -94,5 +94,6 @@ def _train(spec: RunSpec, rec: ResultRecord, opts: Options, log: Log) -> None:
                run_dir=portable(rd), metrics_csv=portable(metrics), wall_s=round(wall, 2),
                device=result_json.get("device"), torch=result_json.get("software", {}).get("torch"),
                protocol={"path": portable(protocol), "commit": file_commit(protocol)} if protocol.is_file() else None,
-               git_commit=git_commit(), finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+               # the commit the run trained at (its result.json), not the one checked out when it finished
+               git_commit=result_json.get("git_commit") or git_commit(), finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     log(f"{spec.tag}: top-1 {100 * rec['top1']:.2f}%  top-5 {100 * rec['top5']:.2f}%  ({wall:.0f} s)")
