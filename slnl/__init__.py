@@ -9,7 +9,8 @@ The package follows the paper section by section (see docs/paper-to-code.md and 
 In your own code::
 
     import slnl
-    net = slnl.build("small")                      # a model of a preset (slnl.models.PRESETS), untrained
+    net = slnl.build("small")                      # a model of a preset (slnl.models.PRESETS), untrained, NTU-shaped
+    net = slnl.build_for("data/msr3d", "small")    # untrained, shaped for a prepared store (classes, C, V, M)
     model = slnl.load("results/sbu/models/MODEL.pt")  # a committed model, a run directory or its last.pt (= load_model)
     p = model.predict(clips)                       # = slnl.predict(model, clips): (C, T, V, M), a batch or a list, any T
     p.labels, p.top(3), p.probs                    # names, (name, probability) pairs, (N, K) array
@@ -19,7 +20,8 @@ They are imported on first use, so that ``import slnl`` (and ``slnl --version``)
 __version__ = "0.1.0"  # the one place it is written: pyproject.toml reads it, `slnl --version` prints it
 
 # name -> the module that defines it (PEP 562: imported on first access)
-_LAZY = {"build": "slnl.models", "load_model": "slnl.engine.predict", "load": "slnl.engine.predict",
+_LAZY = {"build": "slnl.models", "build_for": "slnl.engine.predict", "load_model": "slnl.engine.predict",
+         "load": "slnl.engine.predict",
          "predict": "slnl.engine.predict", "Predictions": "slnl.engine.predict"}
 __all__ = ["__version__", *_LAZY]
 

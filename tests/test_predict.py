@@ -195,7 +195,9 @@ def test_predict_reads_raw_dataset_files_as_their_store_holds_them(dataset, shar
     _, store, _ = prepare_shared(shared_data, tmp_path_factory, dataset, folder)
     st = Store(store)
     torch.manual_seed(0)
-    model = slnl.build("small", num_classes=st.num_classes, num_joints=st.x.shape[3], num_persons=st.x.shape[4])
+    model = slnl.build_for(store, "small")  # the store's classes, channels, joints and persons
+    assert (model.config.num_classes, model.config.num_joints, model.config.num_persons) == (
+        st.num_classes, st.x.shape[3], st.x.shape[4])
     model.class_names = list(st.class_names)
     rows = [0, len(st.names) // 2]
     names = [st.names[r] for r in rows]

@@ -53,6 +53,18 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
 load = load_model  # slnl.load(path): the same
 
 
+def build_for(store: str | os.PathLike, preset: str = "small", **overrides: Any) -> torch.nn.Module:
+    """An untrained model of ``preset`` shaped for a prepared store: the fields a dataset must give
+    (``num_classes``, ``in_channels`` C, ``num_joints`` V, ``num_persons`` M) read from its ``meta.json``;
+    ``overrides``: other ``ModelConfig`` fields (e.g. ``new_joints``, ``m1``), as ``slnl.build`` takes them."""
+    from slnl.models import build
+
+    meta = read_meta(resolve_path(store))
+    shape = meta["shape"]
+    return build(preset, **{"num_classes": int(meta["num_classes"]), "in_channels": int(shape["C"]),
+                            "num_joints": int(shape["V"]), "num_persons": int(shape["M"]), **overrides})
+
+
 def class_names_of(checkpoint: Path, cfg: Any, num_classes: int) -> list[str]:
     """The class names of a trained model: its run's ``result.json``, else its store's ``meta.json``, else
     ``class 0`` … (a checkpoint copied away from both)."""

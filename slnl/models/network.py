@@ -219,7 +219,10 @@ class SLnLNet(nn.Module):
 
 
 def build(preset: str = "ntu", **overrides) -> SLnLNet:
-    """``SLnLNet`` of ``PRESETS[preset]`` with ``overrides`` (``ModelConfig`` field names) applied and validated."""
+    """``SLnLNet`` of ``PRESETS[preset]`` with ``overrides`` (``ModelConfig`` field names) applied and validated.
+
+    The presets have NTU RGB+D's shape; a dataset gives its own as ``num_classes``, ``in_channels`` (C),
+    ``num_joints`` (V) and ``num_persons`` (M) — ``slnl.build_for(store)`` reads them from a prepared store."""
     if preset not in PRESETS:
         raise ValueError(f"unknown model preset {preset!r}; expected one of {', '.join(PRESETS)}")
     fields = {f.name for f in dataclasses.fields(ModelConfig)}
