@@ -50,7 +50,9 @@ def test_readme_keeps_the_first_screen_order_and_the_license():
     assert heads[:4] == ["The verdict on real data", "Try it in two minutes", "One row of the paper",
                          "In your own code"], heads
     assert heads[-1] == "License and citation" and "MIT (`LICENSE`)" in text and "CITATION.cff" in text
-    assert "results/msr3d/figures/claims.png" in text and "protocol.md" in text and "pending" in text
+    assert "protocol.md" in text and "docs/findings.md" in text
+    for study in sorted(p.parent.parent.name for p in REPO.glob("results/*/tables/claims.md")):
+        assert f"results/{study}/figures/claims.png" in text, f"the claims figure of results/{study}"
     for moved in ("docs/choices.md", "docs/data.md", "docs/scaling.md", "docs/benchmarks.md", "docs/findings.md"):
         assert f"]({moved})" in text, moved
 
@@ -72,6 +74,8 @@ def _make_lab(*args: str) -> str:
 
 def test_make_lab_is_headless_and_runs_as_root():
     line = _make_lab()
-    assert "--no-browser --port 8888" in line and line.rstrip().endswith("notebooks/")
+    assert "--no-browser --port 8888" in line and f"--ServerApp.root_dir={REPO}" in line
+    assert "--LabApp.default_url=/lab/tree/notebooks" in line
     assert ("--allow-root" in line) == (os.geteuid() == 0)
-    assert "--port 9999" in _make_lab("LAB_ARGS=--no-browser --port 9999")
+    assert "--port 9999" in _make_lab("ARGS=--no-browser --port 9999")
+    assert "--port 9998" in _make_lab("LAB_ARGS=--no-browser --port 9998")
