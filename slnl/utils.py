@@ -12,6 +12,7 @@ repository there).
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import os
@@ -187,7 +188,11 @@ def source_checkout() -> Path | None:
 
 def git_commit() -> str | None:
     """The commit of the code that runs: ``HEAD`` of the source checkout slnl is imported from when it is one, else of
-    the git repository holding the working directory; ``None`` when neither is (or git is missing). Never raises."""
+    the git repository holding the working directory; ``None`` when neither is (or git is missing). Never raises.
+
+    Each place's first answer is kept for the life of the process: a process imports slnl once, so a long one (a
+    notebook training five folds while commits are made beside it) records the commit of the code it runs, not the
+    one checked out when it finished."""
     checkout = source_checkout()
     places = [checkout] if checkout is not None else []
     try:
@@ -195,14 +200,20 @@ def git_commit() -> str | None:
     except OSError:  # the working directory was removed
         pass
     for where in places:
-        try:
-            out = subprocess.run(["git", "rev-parse", "--verify", "-q", "HEAD"], cwd=where, capture_output=True,
-                                 text=True, timeout=5)
-        except (OSError, subprocess.SubprocessError):
-            continue
-        if out.returncode == 0 and out.stdout.strip():
-            return out.stdout.strip()
+        head = _head(str(where))
+        if head:
+            return head
     return None
+
+
+@functools.lru_cache(maxsize=None)
+def _head(where: str) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--verify", "-q", "HEAD"], cwd=where, capture_output=True,
+                             text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (out.stdout.strip() or None) if out.returncode == 0 else None
 
 
 def file_commit(path: str | os.PathLike) -> str | None:
@@ -214,7 +225,7 @@ def file_commit(path: str | os.PathLike) -> str | None:
                              text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    return (out.stdout.strip() or None) if out.returncode == 0 else None
 
 
 def software_versions() -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import importlib
+import json
 import re
 from pathlib import Path
 
@@ -31,7 +32,8 @@ def test_the_readme_verdict_is_the_generated_summary():
 
 
 def _committed_numbers() -> set[float]:
-    """Every numeric cell of every committed table (results/*/tables/*.csv), and the published anchors."""
+    """Every numeric cell of every committed table (results/*/tables/*.csv), the earlier protocol's final-model
+    numbers (results/<study>/earlier-protocol.json), and the published anchors."""
     out: set[float] = set()
     for path in RESULTS.glob("*/tables/*.csv"):
         with path.open(newline="") as f:
@@ -41,6 +43,10 @@ def _committed_numbers() -> set[float]:
                         out.add(float(cell))
                     except ValueError:
                         pass
+    for path in RESULTS.glob(f"*/{findings.EARLIER}"):  # the earlier protocol's verdicts, read from its tables
+        doc = json.loads(path.read_text())
+        for e in doc["studies"].values():
+            out |= {float(v) for v in e.get("final_xsub", {}).values()}
     for ds in findings.DATASET_NAMES:
         module = importlib.import_module(f"slnl.data.{ds.rstrip('0123456789') if ds.startswith('ntu') else ds}")
         for refs in getattr(module, "PUBLISHED", {}).values():

@@ -163,6 +163,24 @@ def test_git_commit_is_the_working_directorys_repository_for_an_installed_copy(i
     assert got.stdout.strip() == mine, got.stderr
 
 
+def test_git_commit_is_the_commit_a_process_started_with(tmp_path):
+    """A long process (a notebook training five folds) records the code it imported: a commit made while it runs does
+    not change what git_commit() says in it."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git("init", "-q", cwd=repo)
+    for text in ("one", "two"):
+        (repo / "f").write_text(text)
+        _git("add", "f", cwd=repo)
+        _git("commit", "-q", "-m", text, cwd=repo)
+        if text == "one":
+            first = _git("rev-parse", "HEAD", cwd=repo)
+            assert utils._head(str(repo)) == first
+    assert _git("rev-parse", "HEAD", cwd=repo) != first and utils._head(str(repo)) == first
+    utils._head.cache_clear()  # a new process would see the new commit
+    assert utils._head(str(repo)) == _git("rev-parse", "HEAD", cwd=repo)
+
+
 def test_committed_results_name_no_machines_directories():
     """Every committed JSON under results/ records paths relative to home() (``slnl.utils.portable``), never a
     machine's directories."""
