@@ -11,7 +11,7 @@ export MKL_NUM_THREADS ?= 1
 DATASET   ?= synthetic
 DATA_ROOT ?=
 SCALE     ?= cpu
-# SEEDS: empty = 0, or at SCALE=study the dataset's declared study (slnl/study/declared.py)
+# SEEDS: empty = 0, or at SCALE=study the dataset's declared study (slnl/studies.py)
 SEEDS     ?=
 DEVICE    ?= auto
 # rows trained at once (on the CPU: one single-threaded process each; 2 on the 2-core CI machine)

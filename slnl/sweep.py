@@ -49,8 +49,8 @@ from slnl import recipes, study
 from slnl.bench.reports import rows_of
 from slnl.bench.reproduce import render_time_to_reproduce, time_to_reproduce
 from slnl.data.store import DATASETS
+from slnl.studies import STUDIES
 from slnl.study.cost import paper_tables
-from slnl.study.declared import STUDIES
 from slnl.notebook_params import notebook_parameters
 from slnl.notebook_run import DEFAULT_KERNEL, kernel_name, resolve_value, run_notebook
 from slnl.utils import atomic_write_json, default_results_dir, home, resolve_path
@@ -292,7 +292,7 @@ def plan_reproduce(dataset: str = "synthetic", data_root: str | None = None, sca
     """Check everything ``reproduce`` needs — tables, notebooks, kernel, the dataset's store and every table's
     splits — once, before any notebook starts, and list the tasks. Writes nothing (bar the built-in synthetic
     store). At the ``study`` scale, without ``seeds``, ``split`` or ``tables``, a dataset with a declared study
-    (``slnl.study.declared.STUDIES``) runs that plan: its steps' rows, splits and seeds in their order. Otherwise
+    (``slnl.studies.STUDIES``) runs that plan: its steps' rows, splits and seeds in their order. Otherwise
     ``seeds`` defaults to 0."""
     steps = STUDIES.get(dataset) if scale == "study" and seeds is None and split is None and not tables else None
     if steps:

@@ -254,6 +254,22 @@ def test_folds_are_one_column_of_per_fold_and_mean_values(tmp_path):
         st.pooled_sd([a, b])[0])
 
 
+def test_a_row_outside_the_declared_plan_is_not_run_with_that_reason(tmp_path):
+    """A study with a declared plan (slnl.studies): a claim whose rows the plan leaves out says so, on the study's
+    own column (SBU: 5-fold), even for a table the study has no run of."""
+    _sbu(tmp_path, "slnl-rfa", 90.0, table="table1")
+    c = rp.claims_table("table3", tmp_path, dataset="sbu")
+    row = c[(c["better"] == "CS-T") & (c["worse"] == "PosVel-N")].set_index("column")
+    assert list(row.index) == ["5-fold", "CV"] and row.loc["5-fold", "verdict"] == cl.NOT_RUN
+    assert row.loc["5-fold", "note"] == "CS-T and PosVel-N: not in the sbu study's declared plan " \
+                                        "(results/sbu/protocol.md)"
+    assert row.loc["CV", "verdict"] == cl.NO_SUCH_SPLIT
+    c = rp.claims_table("table6", tmp_path, dataset="sbu")  # Local and SLnL (M1 = 5) are planned; SLnL (M1 = 3) not
+    notes = dict(zip(c["better"] + " > " + c["worse"] + " " + c["column"], c["note"]))
+    assert notes["SLnL (M1=5, M2=1) > Local (M1=0, M2=6) 5-fold"].startswith("no result for")
+    assert "not in the sbu study's declared plan" in notes["SLnL (M1=3, M2=3) > Local (M1=0, M2=6) 5-fold"]
+
+
 def test_folds_of_tables_1_and_2_use_the_mean_over_folds(tmp_path):
     """Table 1 on SBU: the final model against SBU's published results (each a mean over the five folds) in the
     5-fold column, one-sample t over the (fold, seed) results; Table 2 (top-1 / top-5): each the mean over them."""

@@ -6,7 +6,7 @@ from pathlib import Path
 from slnl import experiments as ex
 from slnl import sweep
 from slnl.data import msr3d
-from slnl.study.declared import STUDIES, planned
+from slnl.studies import STUDIES, planned
 from conftest import prepare_shared
 
 REPO = Path(__file__).resolve().parents[1]

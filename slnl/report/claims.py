@@ -41,11 +41,12 @@ import pandas as pd
 
 from slnl import experiments as ex
 from slnl.data.store import canonical_split
-from slnl.report.results import (BN_HEADLINE, column_values, fold_label, folds_of, repeats_label, repeats_of,
-                                 row_values, table_runs, with_bn)
+from slnl.report.results import (BN_HEADLINE, DATASET_FOLDS, column_values, fold_label, folds_of, repeats_label,
+                                 repeats_of, row_values, table_runs, with_bn)
 from slnl.report.stats import (HOLDS, NOT_RESOLVED, REVERSED, detectable_difference, holm, pooled_sd,
                                seeds_label, seeds_needed, tost, verdict, welch_test)
 from slnl.report.tables import (DATASET_SPLITS, ONE_POINT, ORDERING_ONLY, POWER, dataset_references, delta_note)
+from slnl.studies import planned
 
 CLAIM_COLUMNS = ["better", "worse", "column", "kind", "paper_diff", "ours_diff", "low", "high", "p_welch",
                  "p_tost", "verdict_uncorrected", "p_holm", "family", "verdict", "detectable_80", "seeds_for_1pp",
@@ -96,7 +97,7 @@ def _test(rec: dict[str, Any], a: list[float], b: list[float] | float, level: fl
 def _column(col: str, tbl: ex.Table, runs: pd.DataFrame, ds: str | None) -> tuple[str, str]:
     """``(the column a claim on ``col`` is tested on, why it cannot be)``: on a k-fold dataset the paper's CS claims
     are tested on the mean over folds and the others have no such split."""
-    folds = folds_of(runs)
+    folds = folds_of(runs) or DATASET_FOLDS.get(ds or "", ())
     if not (folds and tbl.metric_by_split):
         return col, ""
     if col == "CS":
@@ -105,15 +106,17 @@ def _column(col: str, tbl: ex.Table, runs: pd.DataFrame, ds: str | None) -> tupl
                  "stands for CS (a fold trains with CS's settings); it has no " + col)
 
 
-def _records(tbl: ex.Table, runs: pd.DataFrame, level: float) -> list[dict[str, Any]]:
-    """The uncorrected tests of every claim of ``tbl`` on ``runs``, one record per (claim, column)."""
+def _records(tbl: ex.Table, runs: pd.DataFrame, level: float, dataset: str | None = None) -> list[dict[str, Any]]:
+    """The uncorrected tests of every claim of ``tbl`` on ``runs``, one record per (claim, column); ``dataset``: the
+    study's, when it has no run of this table."""
     values = column_values(tbl, runs)
     note = delta_note(tbl, runs)
     datasets = set(runs["dataset"].dropna())
-    ds = next(iter(datasets)) if len(datasets) == 1 else None  # table_runs allows one (dataset, scale) at most
+    ds = next(iter(datasets)) if len(datasets) == 1 else dataset  # table_runs allows one (dataset, scale) at most
+    plan = planned(ds) if ds else set()
     out = []
     claims = [(c, ORDERING) for c in tbl.claims] + [(c, EQUIVALENCE) for c in equivalence_claims(tbl)]
-    folds, repeats = folds_of(runs), repeats_of(runs)
+    folds, repeats = folds_of(runs) or DATASET_FOLDS.get(ds or "", ()), repeats_of(runs)
     pooled = {fold_label(folds)} if folds else set()  # columns made of several splits: not a split of the store
     pooled |= {repeats_label(repeats)} if repeats else set()
     for c, kind in claims:
@@ -132,6 +135,11 @@ def _records(tbl: ex.Table, runs: pd.DataFrame, level: float) -> list[dict[str, 
                 missing = [r.label for r, v in ((better, a), (worse, b)) if r.runnable and not v]
                 every = " (a seed counts once it has every fold)" if folds and col == fold_label(folds) else ""
                 rec.update(verdict=NOT_RUN, note=f"no result for {' and '.join(missing)} on {col}{every}")
+                undeclared = [r.label for r in (better, worse) if r.runnable
+                              and not {(tbl.name, r.slug), (tbl.name, None)} & {(t, w) for t, w, _, _ in plan}]
+                if plan and undeclared:  # a study with a declared plan: the reason is the plan (and its budget)
+                    rec["note"] = (f"{' and '.join(undeclared)}: not in the {ds} study's declared plan "
+                                   f"(results/{ds}/protocol.md)")
                 if ds in DATASET_SPLITS and canonical_split(col) not in DATASET_SPLITS[ds] and col not in pooled:
                     rec.update(verdict=NO_SUCH_SPLIT, note=f"{ds} defines no {col} split (its splits: "
                                f"{', '.join(ex.split_label(s) for s in DATASET_SPLITS[ds])})")
@@ -188,8 +196,8 @@ def family_verdicts(records: list[dict[str, Any]], level: float = 0.95) -> None:
                 r["verdict"] = f"{NOT_RESOLVED} after Holm over {m} claim" + ("" if m == 1 else "s")
 
 
-def _frame(tbl: ex.Table, runs: pd.DataFrame, level: float) -> pd.DataFrame:
-    records = _records(tbl, runs, level)
+def _frame(tbl: ex.Table, runs: pd.DataFrame, level: float, dataset: str | None = None) -> pd.DataFrame:
+    records = _records(tbl, runs, level, dataset)
     family_verdicts(records, level)
     return pd.DataFrame(records, columns=CLAIM_COLUMNS)
 
@@ -214,7 +222,7 @@ def claims_table(table: str | int | ex.Table, results: str | Path | pd.DataFrame
     family). ``attrs``: ``table``, ``level``, ``delta_note``, ``bn_sensitivity`` (one sentence, blank without runs).
     """
     tbl, runs = table_runs(table, results, dataset, scale)
-    frame = _frame(tbl, runs, level)
+    frame = _frame(tbl, runs, level, dataset)
     line = ""
     if len(runs):
         headline = BN_HEADLINE.get(str(runs["bn_stats"].iloc[0]), "running")
@@ -223,7 +231,7 @@ def claims_table(table: str | int | ex.Table, results: str | Path | pd.DataFrame
         if other_runs is None:
             line = NOT_RECORDED
         else:
-            frame["verdict_other_bn"] = _frame(tbl, other_runs, level)["verdict"].values
+            frame["verdict_other_bn"] = _frame(tbl, other_runs, level, dataset)["verdict"].values
             changed = frame[frame["verdict"] != frame["verdict_other_bn"]]
             line = (f"verdicts recomputed with BN statistics {other} (the headline: {headline}): "
                     + ("no verdict changes." if not len(changed) else f"{len(changed)} change: " + "; ".join(

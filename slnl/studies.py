@@ -1,4 +1,5 @@
-"""The declared plan of each committed study: which rows, splits and seeds, in the order they run.
+"""The declared plan of each committed study: which rows, splits and seeds, in the order they run (the studies as
+data, as ``slnl.experiments`` is the paper as data).
 
 ``results/<dataset>/protocol.md`` says the same in prose, with the reasons, and was committed before the study's
 first run; this is the form ``slnl reproduce --dataset <dataset> --scale study`` (``make reproduce DATASET=<dataset>
