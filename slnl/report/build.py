@@ -90,7 +90,7 @@ def build_report(results_dir: str | Path = "results", tables: str | Sequence[str
         sub = df if combo == (None, None) else df[(df["dataset"] == combo[0]) & (df["scale"] == combo[1])]
         for name in names:
             stem = f"{name}{suffix}"
-            built["tables"][stem] = write_table(name, sub, out_dir=tdir, stem=stem)
+            built["tables"][stem] = write_table(name, sub, out_dir=tdir, stem=stem, dataset=combo[0], scale=combo[1])
             if len(sub[sub["table"] == name]):
                 p = fdir / f"{stem}_accuracy.png"
                 if accuracy_figure(name, sub, path=p)[0] is not None:

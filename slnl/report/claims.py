@@ -140,7 +140,8 @@ def _records(tbl: ex.Table, runs: pd.DataFrame, level: float, dataset: str | Non
                 if plan and undeclared:  # a study with a declared plan: the reason is the plan (and its budget)
                     rec["note"] = (f"{' and '.join(undeclared)}: not in the {ds} study's declared plan "
                                    f"(results/{ds}/protocol.md)")
-                if ds in DATASET_SPLITS and canonical_split(col) not in DATASET_SPLITS[ds] and col not in pooled:
+                if (tbl.metric_by_split and ds in DATASET_SPLITS and canonical_split(col) not in DATASET_SPLITS[ds]
+                        and col not in pooled):  # top-1 / top-5 columns (Table 2) are not splits
                     rec.update(verdict=NO_SUCH_SPLIT, note=f"{ds} defines no {col} split (its splits: "
                                f"{', '.join(ex.split_label(s) for s in DATASET_SPLITS[ds])})")
             elif published and note:
@@ -237,7 +238,7 @@ def claims_table(table: str | int | ex.Table, results: str | Path | pd.DataFrame
                     + ("no verdict changes." if not len(changed) else f"{len(changed)} change: " + "; ".join(
                         f"{r.better} {'≈' if r.kind == EQUIVALENCE else '>'} {r.worse} ({r.column}): {r.verdict} → "
                         f"{r.verdict_other_bn}" for r in changed.itertuples(index=False)) + "."))
-    folds, repeats = folds_of(runs), repeats_of(runs)
+    folds, repeats = folds_of(runs) or DATASET_FOLDS.get(dataset or "", ()), repeats_of(runs)
     by_runs = ([fold_label(folds)] if folds else []) + ([repeats_label(repeats)] if repeats else [])
     frame.attrs.update(table=tbl.name, level=level, delta_note=delta_note(tbl, runs), bn_sensitivity=line,
                        replicated_by_runs=by_runs)
