@@ -128,7 +128,7 @@ def test_the_reader_takes_either_claims_layout(tmp_path, header, verdicts):
     assert "**Protocol** ([`protocol.md`](../results/msr3d/protocol.md)): Protocol of this study. Trained on a test " \
            "machine." in md
     assert "| 3 | CS-T > CNN-V | CS | +0.8 | -2.50 [-4.50, -0.50] | 3+3 | reversed |" in md
-    assert "Untestable on this dataset: 2 claim(s)" in md
+    assert "Not tested here: 2 claim(s)" in md
 
 
 def test_no_study_is_all_pending(tmp_path):

@@ -296,10 +296,12 @@ def _study_section(s: dict[str, Any], root: Path) -> list[str]:
             why = c["verdict"] or "no comparison"
             if "published number on" in c["note"]:
                 why = "no comparison: " + c["note"].split(" is ", 1)[-1].split(";")[0]
+            elif c["verdict"] == "not run" and c["note"].startswith("no result for"):
+                why = "not run yet (in the study's plan, not trained so far)"
             elif c["note"] and c["verdict"]:
                 why = f"{c['verdict']}: {c['note']}"
             reasons[why] = reasons.get(why, 0) + 1
-        out += ["", _wrap(f"Untestable on this dataset: {len(untested)} claim(s) — "
+        out += ["", _wrap(f"Not tested here: {len(untested)} claim(s) — "
                           + "; ".join(f"{why} ({n})" for why, n in reasons.items()) + ".")]
     return out
 
