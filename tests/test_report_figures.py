@@ -388,6 +388,11 @@ def test_claims_figure_draws_every_tested_claim_coloured_by_holm(tmp_path):
         assert to_rgba(ln.get_color()) == colours[v]
     _assert_legends_outside_axes(fig)
     assert rp.claims_figure(tmp_path / "none")[0] is None
+    # runs but no claim tested yet (one row of Table 5): a figure that says so, nothing drawn as a claim
+    _run(tmp_path / "one", "table5", "rfa", "CS", 0, [0.8], [1.0], dataset="msr3d")
+    fig, data = rp.claims_figure(tmp_path / "one", tables=["table5"])
+    assert fig is not None and data.empty and (tmp_path / "one" / "figures" / "claims.png").is_file()
+    assert "none tested yet" in fig.axes[0].texts[0].get_text()
 
 
 def test_pick_runs_takes_every_seed_of_the_first_row_never_the_most_accurate(tmp_path):

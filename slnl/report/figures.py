@@ -238,7 +238,8 @@ def claims_figure(results: str | Path | pd.DataFrame = "results", path: str | Pa
     the paper's difference (from its table) as a cross where it has one. One panel per column (CS, CV, a k-fold
     column, …) that has a tested claim. ``path`` default: ``<results>/figures/claims.png``.
 
-    Returns ``(figure or None, DataFrame)`` with one line per claim drawn; None when no claim could be tested."""
+    Returns ``(figure or None, DataFrame)`` with one line per claim drawn. Runs without a tested claim yet give a
+    figure that says so (and an empty frame); no runs at all give None."""
     df = as_frame(results)
     if path is None and not isinstance(results, pd.DataFrame):
         path = resolve_path(results) / "figures" / "claims.png"
@@ -253,7 +254,20 @@ def claims_figure(results: str | Path | pd.DataFrame = "results", path: str | Pa
                 ] if len(data) else []
     data = data[data["ours_diff"].notna()].reset_index(drop=True) if len(data) else data
     if not len(data):
-        return None, data
+        if not len(df):
+            return None, data
+        # runs, but no claim tested yet (a study committed as its runs finish): say so rather than draw nothing
+        _setup()
+        fig, ax = plt.subplots(figsize=(8, 2.2), layout="constrained")
+        ax.axis("off")
+        ds = ", ".join(sorted(set(df["dataset"].dropna()))) or "these runs"
+        ax.text(0.5, 0.5, textwrap.fill(
+            f"The paper's claims on {ds}: none tested yet — {len(df)} result file(s), no claim with both of its rows "
+            "(or its published anchor) run. tables/claims.md says, per claim, what is missing.", 80),
+                ha="center", va="center", fontsize=10)
+        if path is not None:
+            save_figure(fig, path)
+        return fig, data
     data["colour"] = [next((v for k, v in VERDICT_COLOURS.items() if str(vd).startswith(k)), "0.45")
                       for vd in data["verdict"]]
     _setup()
