@@ -325,19 +325,10 @@ def export_parser() -> argparse.ArgumentParser:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from slnl.engine import checkpoint as ckpt
-    from slnl.engine.evaluation import checkpoint_file
-    from slnl.engine.predict import load_model
-    from slnl.utils import portable
+    from slnl.engine.predict import export
 
-    src = checkpoint_file(args.run)
-    model = load_model(src)
-    state = ckpt.load(src)
-    cfg = state["config"]
-    paths = {k: portable(resolve_path(cfg[k])) for k in ("data", "out") if cfg.get(k)}
-    out = resolve_path(args.out)
-    ckpt.export_model(state, out, class_names=model.class_names, **paths)
-    print(f"{out}: the model of {src} (epoch {state.get('epoch')}), {out.stat().st_size / 1e6:.1f} MB")
+    out, src, epoch = export(args.run, args.out)
+    print(f"{out}: the model of {src} (epoch {epoch}), {out.stat().st_size / 1e6:.1f} MB")
     return 0
 
 

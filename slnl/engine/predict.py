@@ -30,8 +30,9 @@ from slnl.data.readers import load_json
 from slnl.data.sampling import crop_windows, lerp, resize_positions
 from slnl.data.store import read_meta
 from slnl.engine import checkpoint as ckpt
+from slnl.engine.evaluation import checkpoint_file
 from slnl.engine.evaluation import load_model as _load_run
-from slnl.utils import resolve_path
+from slnl.utils import portable, resolve_path
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> torch.nn.Module:
@@ -51,6 +52,20 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
 
 
 load = load_model  # slnl.load(path): the same
+
+
+def export(run: str | os.PathLike, out: str | os.PathLike) -> tuple[Path, Path, int | None]:
+    """``slnl export``: the final model of ``run`` (a run directory or a checkpoint file) alone, with its class names
+    and its configuration's paths relative to the home (``slnl.utils.portable``), written to ``out``
+    (``checkpoint.export_model``). Returns ``(out, the checkpoint read, its epoch)``."""
+    src = checkpoint_file(run)
+    state = ckpt.load(src)
+    names = load_model(src).class_names
+    cfg = state["config"]
+    paths = {k: portable(resolve_path(cfg[k])) for k in ("data", "out") if cfg.get(k)}
+    dst = resolve_path(out)
+    ckpt.export_model(state, dst, class_names=names, **paths)
+    return dst, src, state.get("epoch")
 
 
 def build_for(store: str | os.PathLike, preset: str = "small", **overrides: Any) -> torch.nn.Module:
