@@ -116,3 +116,11 @@ def test_the_walk_sees_relative_and_nested_imports():
     # slnl.data modules import each other relatively; slnl.utils imports slnl (the package) for __version__
     assert "slnl.data.store" in imported_modules("slnl.data.pipeline", module_level_only=True)
     assert "slnl" in imported_modules("slnl.utils", module_level_only=True)
+
+
+def test_no_module_needs_a_table_of_contents():
+    """One concern per module: no file of the package is over 500 lines (a file that needs a table of contents is
+    two files)."""
+    root = Path(__file__).resolve().parents[1] / "slnl"
+    long = {str(p.relative_to(root)): n for p in root.rglob("*.py") if (n := len(p.read_text().splitlines())) > 500}
+    assert not long, f"over 500 lines: {long}"
