@@ -317,7 +317,11 @@ def plan_reproduce(dataset: str = "synthetic", data_root: str | None = None, sca
         rows, shown = [], []
         for st in steps:  # the declared order; a table's notebook shows its first step (the others are finished)
             p = dict(params, split=",".join(st.splits), seeds=",".join(map(str, st.seeds)))
-            rows += row_tasks([(ex.table(st.table), ex.rows(st.table, st.rows and list(st.rows)))], p, nb_dir, log)
+            tasks = row_tasks([(ex.table(st.table), ex.rows(st.table, st.rows and list(st.rows)))], p, nb_dir, log)
+            if st.table in [t.table for t in shown]:  # the table's second step: its executed notebooks apart
+                for t in tasks:
+                    t.dst = t.dst.with_name(f"{t.dst.stem}__{st.splits[0]}-{st.splits[-1]}.ipynb")
+            rows += tasks
             if st.table not in [t.table for t in shown]:
                 p["rows"] = ",".join(st.rows) if st.rows else None
                 shown.append(Task(st.table, nb_dir / f"{st.table}.ipynb", out / f"{st.table}.ipynb", p,

@@ -45,3 +45,14 @@ def test_reproduce_at_the_study_scale_runs_the_declared_plan(shared_data, tmp_pa
     plain = sweep.plan_reproduce("sbu", str(store), "study", seeds="0", tables=["table6"],
                                  results_dir=str(tmp_path / "r"), log=lambda *_: None)
     assert len(plain.rows) == len(ex.rows("table6")) and {t.params["seeds"] for t in plain.rows} == {"0"}
+
+
+def test_a_table_in_two_steps_keeps_both_executed_notebooks(shared_data, tmp_path_factory, tmp_path):
+    """MSR Action3D's Table 1 runs on xsub and on the ten subject splits: two executions of the same row, whose
+    executed notebooks go to two files."""
+    _, store, _ = prepare_shared(shared_data, tmp_path_factory, "msr3d", "msr_action3d")
+    plan = sweep.plan_reproduce("msr3d", str(store), "study", results_dir=str(tmp_path / "r"), log=lambda *_: None)
+    first, second = [t for t in plan.rows if t.table == "table1"]
+    assert (first.params["split"], second.params["split"]) == ("CS", ",".join(msr3d.LIE_SPLITS))
+    assert first.dst.name == "slnl-rfa.ipynb" and second.dst.name == "slnl-rfa__lie1-lie10.ipynb"
+
