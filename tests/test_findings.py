@@ -1,6 +1,6 @@
 """docs/findings.md and the README's verdict table are generated from the committed tables, never typed: they are
 what `python -m slnl.report.findings` writes now, and every number in them is a committed table's (rounded) or a
-published result of the dataset's module."""
+published result of the dataset's module (or, on a model card line, the committed result file of that model's run)."""
 from __future__ import annotations
 
 import csv
@@ -33,7 +33,8 @@ def test_the_readme_verdict_is_the_generated_summary():
 
 def _committed_numbers() -> set[float]:
     """Every numeric cell of every committed table (results/*/tables/*.csv), the earlier protocol's final-model
-    numbers (results/<study>/earlier-protocol.json), and the published anchors."""
+    numbers (results/<study>/earlier-protocol.json), the published anchors, and the test top-1 (%) of each committed
+    model's own run (results/<study>/<table>/<run>.json beside results/<study>/models/<table>__<run>.pt)."""
     out: set[float] = set()
     for path in RESULTS.glob("*/tables/*.csv"):
         with path.open(newline="") as f:
@@ -47,6 +48,10 @@ def _committed_numbers() -> set[float]:
         doc = json.loads(path.read_text())
         for e in doc["studies"].values():
             out |= {float(v) for v in e.get("final_xsub", {}).values()}
+    for model in RESULTS.glob("*/models/*.pt"):
+        table, _, stem = model.stem.partition("__")
+        run = model.parent.parent / table / f"{stem}.json"
+        out.add(100 * json.loads(run.read_text())["top1"])
     for ds in findings.DATASET_NAMES:
         module = importlib.import_module(f"slnl.data.{ds.rstrip('0123456789') if ds.startswith('ntu') else ds}")
         for refs in getattr(module, "PUBLISHED", {}).values():

@@ -137,9 +137,12 @@ def test_build_report(run_results):
     results, _ = run_results
     built = rp.build_report(results, max_samples=24)
     assert set(built["tables"]) == {f"table{i}" for i in range(1, 7)}
-    assert built["skipped"] == {"claims": "no claim could be tested on these runs"}  # one row of Table 6 only
+    # One row of Table 6 only: no claim has both of its rows, so the claims figure says "none tested yet"
+    assert built["skipped"] == {} and built["figures"]["claims"].read_bytes()[:8] == PNG
+    fig, tested = rp.claims_figure(rp.collect(results), tables=list(built["tables"]))
+    assert len(tested) == 0 and "none tested yet" in fig.axes[0].texts[0].get_text()
     index = (results / "figures" / "index.md").read_text()
-    assert "- claims: no claim could be tested on these runs" in index and "- `confusion.png`" in index
+    assert "- `claims.png`" in index and "- `confusion.png`" in index
     for t in built["tables"].values():
         assert t["paths"]["md"].is_file() and t["paths"]["csv"].is_file()
     md = (results / "tables" / "table1.md").read_text()
