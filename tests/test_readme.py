@@ -26,8 +26,7 @@ def test_readme_is_short():
 
 def _targets(path: Path) -> list[str]:
     text = path.read_text()
-    links = re.findall(r"\]\(([^)\s]+)\)", text)
-    links = [t.split("#")[0] for t in links if not re.match(r"[a-z]+://|#|mailto:", t)]
+    links = [t for t in _links(path) if t and not re.match(r"[a-z]+://|mailto:", t)]
     ticks = [t.rstrip("/.,") for t in re.findall(r"`([^`\s]+)`", text)]
     return links + [t for t in ticks if t.startswith(TRACKED) and not re.search(r"[<>*{}$]|N\.|N_", t)]
 
