@@ -158,3 +158,34 @@ def test_write_findings_writes_the_file_and_the_readme_block(tmp_path):
     assert out.read_text() == findings.findings_markdown(tmp_path / "results")
     text = readme.read_text()
     assert "\nold\n" not in text and text.endswith("\n\nrest\n") and "| **all** | 3 / 0 / 0 (2) |" in text
+
+
+def test_rows_outside_the_plan_are_one_reason_naming_each_row_once():
+    """Every claim whose rows a study's declared plan leaves out is counted under one reason, and each such row is
+    named there exactly once — read back from the claims tables' notes, which name the rows per claim."""
+    from slnl.report.claims import OUTSIDE_PLAN
+    text = " ".join(FINDINGS.read_text().split())
+    studies = [RESULTS / ds for ds in findings.EXPECTED if (RESULTS / ds / "tables").is_dir()]
+    grouped = 0
+    for study in studies:
+        ds = study.name
+        notes = []
+        for path in sorted(study.glob("tables/table*_claims.csv")):
+            with path.open(newline="") as f:
+                notes += [r.get("note", "") for r in csv.DictReader(f)]
+        suffix = OUTSIDE_PLAN.format(ds=ds)
+        rows = {r for n in notes if n.endswith(suffix) for r in n[: -len(suffix)].split(" and ")}
+        section = text.split(f"— `results/{ds}`", 1)[1].split(" ## ", 1)[0]
+        assert suffix.strip(": ") not in section  # not one reason per claim
+        if not rows:
+            continue
+        reason = re.search(r"outside the study's declared plan \(results/" + ds + r"/protocol\.md\) \((\d+); rows not "
+                           r"run: (.*?)\);", section)
+        assert reason, f"{ds}: the claims outside the plan are not grouped"
+        assert int(reason[1]) == sum(n.endswith(suffix) for n in notes)
+        named = reason[2]  # labels hold commas ("SLnL (M1=1, M2=5)"): each once, nothing else
+        assert len(named) == len(", ".join(rows))
+        for r in rows:
+            assert re.search(r"(?:^|, )" + re.escape(r) + r"(?:, |$)", named), f"{ds}: {r} is not named"
+        grouped += 1
+    assert grouped  # the committed studies do leave rows out

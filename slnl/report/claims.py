@@ -48,6 +48,10 @@ from slnl.report.stats import (HOLDS, NOT_RESOLVED, REVERSED, detectable_differe
 from slnl.report.tables import (DATASET_SPLITS, ONE_POINT, ORDERING_ONLY, POWER, dataset_references, delta_note)
 from slnl.studies import planned
 
+#: The note of a claim whose rows the study's declared plan leaves out, after the rows' labels joined by " and "
+#: (``slnl.report.findings`` reads it back to name those rows once).
+OUTSIDE_PLAN = ": not in the {ds} study's declared plan (results/{ds}/protocol.md)"
+
 CLAIM_COLUMNS = ["better", "worse", "column", "kind", "paper_diff", "ours_diff", "low", "high", "p_welch",
                  "p_tost", "verdict_uncorrected", "p_holm", "family", "verdict", "detectable_80", "seeds_for_1pp",
                  "n_better", "n_worse", "delta_vs_paper", "verdict_other_bn", "note", "claim"]
@@ -138,8 +142,7 @@ def _records(tbl: ex.Table, runs: pd.DataFrame, level: float, dataset: str | Non
                 undeclared = [r.label for r in (better, worse) if r.runnable
                               and not {(tbl.name, r.slug), (tbl.name, None)} & {(t, w) for t, w, _, _ in plan}]
                 if plan and undeclared:  # a study with a declared plan: the reason is the plan (and its budget)
-                    rec["note"] = (f"{' and '.join(undeclared)}: not in the {ds} study's declared plan "
-                                   f"(results/{ds}/protocol.md)")
+                    rec["note"] = f"{' and '.join(undeclared)}{OUTSIDE_PLAN.format(ds=ds)}"
                 if (tbl.metric_by_split and ds in DATASET_SPLITS and canonical_split(col) not in DATASET_SPLITS[ds]
                         and col not in pooled):  # top-1 / top-5 columns (Table 2) are not splits
                     rec.update(verdict=NO_SUCH_SPLIT, note=f"{ds} defines no {col} split (its splits: "

@@ -28,7 +28,12 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from slnl.report.claims import OUTSIDE_PLAN
 from slnl.utils import REPO_ROOT
+
+# a claims table's note for rows the declared plan leaves out (``OUTSIDE_PLAN`` after the rows' labels)
+_OUTSIDE_PLAN = re.compile("(?P<rows>.+?)" + re.escape(OUTSIDE_PLAN).replace(re.escape("{ds}"), r"(?P<ds>\w+)", 1)
+                           .replace(re.escape("{ds}"), "(?P=ds)"))
 
 # Studies expected on real data; one without committed tables is listed as pending.
 EXPECTED = ("msr3d", "nwucla", "sbu")
@@ -292,17 +297,24 @@ def _study_section(s: dict[str, Any], root: Path) -> list[str]:
     untested = [c for c in s["claims"] if c["class"] == "untestable"]
     if untested:
         reasons: dict[str, int] = {}
+        outside: dict[str, list[str]] = {}  # the plan's reason -> the rows it leaves out, in order of appearance
         for c in untested:
             why = c["verdict"] or "no comparison"
             if "published number on" in c["note"]:
                 why = "no comparison: " + c["note"].split(" is ", 1)[-1].split(";")[0]
             elif c["verdict"] == "not run" and c["note"].startswith("no result for"):
                 why = "not run yet (in the study's plan, not trained so far)"
+            elif c["verdict"] == "not run" and (hit := _OUTSIDE_PLAN.fullmatch(c["note"])):
+                # one reason for every claim the declared plan leaves out, naming its rows once each
+                why = f"not run: outside the study's declared plan (results/{hit['ds']}/protocol.md)"
+                named = outside.setdefault(why, [])
+                named += [r for r in hit["rows"].split(" and ") if r not in named]
             elif c["note"] and c["verdict"]:
                 why = f"{c['verdict']}: {c['note']}"
             reasons[why] = reasons.get(why, 0) + 1
-        out += ["", _wrap(f"Not tested here: {len(untested)} claim(s) — "
-                          + "; ".join(f"{why} ({n})" for why, n in reasons.items()) + ".")]
+        out += ["", _wrap(f"Not tested here: {len(untested)} claim(s) — " + "; ".join(
+            f"{why} ({n}" + (f"; rows not run: {', '.join(outside[why])})" if why in outside else ")")
+            for why, n in reasons.items()) + ".")]
     return out
 
 
