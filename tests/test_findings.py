@@ -189,3 +189,19 @@ def test_rows_outside_the_plan_are_one_reason_naming_each_row_once():
             assert re.search(r"(?:^|, )" + re.escape(r) + r"(?:, |$)", named), f"{ds}: {r} is not named"
         grouped += 1
     assert grouped  # the committed studies do leave rows out
+
+
+def test_each_study_states_what_the_other_bn_evaluation_changes(tmp_path):
+    """The sensitivity line names exactly the tested claims whose verdict differs under the other BN evaluation."""
+    tested = [{"better": "A", "worse": "B", "column": "CS", "kind": "ordering", "verdict": "holds", "other_bn": v}
+              for v in ("holds", "not resolved after Holm over 2 claims")]
+    line = findings._bn_sensitivity(tested)
+    assert line == "1 of 2 verdict(s) change: A > B (CS): holds → not resolved after Holm over 2 claims."
+    assert findings._bn_sensitivity(tested[:1]) == "no verdict changes (1 claim(s))."
+    assert findings._bn_sensitivity([dict(tested[0], other_bn="")]) == "not recorded by these runs."
+    text = " ".join(FINDINGS.read_text().split())
+    for s in findings.studies(RESULTS):
+        tested = [c for c in s.get("claims", []) if c["class"] != "untestable"]
+        if tested:
+            assert ("**Sensitivity to the BN evaluation** (the same models with BN statistics recomputed from the "
+                    "training clips, the verdicts tested again): " + findings._bn_sensitivity(tested)) in text

@@ -139,7 +139,8 @@ def read_study(study: Path) -> dict[str, Any]:
                 "class": verdict_class(r.get("verdict", "")), "kind": r.get("kind", "") or "ordering",
                 "paper": _num(r.get("paper_diff")), "ours": _num(r.get("ours_diff")), "low": _num(r.get("low")),
                 "high": _num(r.get("high")), "n_better": _int(r.get("n_better")),
-                "n_worse": _int(r.get("n_worse")), "note": r.get("note", "")})
+                "n_worse": _int(r.get("n_worse")), "note": r.get("note", ""),
+                "other_bn": r.get("verdict_other_bn", "")})
     return info
 
 
@@ -266,6 +267,18 @@ def summary_markdown(results_root: str | Path = "results") -> str:
     return "\n".join(lines)
 
 
+def _bn_sensitivity(tested: list[dict[str, Any]]) -> str:
+    """Which verdicts change when the claims are tested on the other BN evaluation (``verdict_other_bn``)."""
+    if not any(c["other_bn"] for c in tested):
+        return "not recorded by these runs."
+    changed = [c for c in tested if c["other_bn"] and c["other_bn"] != c["verdict"]]
+    if not changed:
+        return f"no verdict changes ({len(tested)} claim(s))."
+    return f"{len(changed)} of {len(tested)} verdict(s) change: " + "; ".join(
+        f"{c['better']} {'≈' if c['kind'] == 'equivalence' else '>'} {c['worse']} ({c['column']}): {c['verdict']} → "
+        f"{c['other_bn']}" for c in changed) + "."
+
+
 def _study_section(s: dict[str, Any], root: Path) -> list[str]:
     if s.get("pending"):
         return [f"## {_title(s)} — pending", "",
@@ -294,6 +307,9 @@ def _study_section(s: dict[str, Any], root: Path) -> list[str]:
         out.append(f"| {c['table'].replace('table', '')} | {c['better']} {rel} {c['worse']} | {c['column']} | "
                    f"{_f(c['paper'], 1, True)} | {_f(c['ours'], 2, True)} [{_f(c['low'], 2, True)}, "
                    f"{_f(c['high'], 2, True)}] | {seeds} | {c['verdict']} |")
+    if tested:
+        out += ["", _wrap("**Sensitivity to the BN evaluation** (the same models with BN statistics recomputed from "
+                          "the training clips, the verdicts tested again): " + _bn_sensitivity(tested))]
     untested = [c for c in s["claims"] if c["class"] == "untestable"]
     if untested:
         reasons: dict[str, int] = {}
